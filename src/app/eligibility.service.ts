@@ -1,0 +1,138 @@
+/**
+ * Application service around the pure eligibility rules: fetch a patient's data, evaluate,
+ * and (for queued evaluations) record the verdict on the FHIR server as a GuidanceResponse
+ * updated in place and, for an eligible patient not enrolled, one Task for the GP.
+ *
+ * Writes use client-assigned deterministic ids (`PUT Type/{uuidv5}`): the strongest guard
+ * against duplicates under retries and concurrent workers (LIBRARIES.md, "Conditional writes
+ * are not race-proof everywhere").
+ */
+import { DateTime } from 'luxon';
+import { evaluateEligibility, observationCodesOfInterest } from '../domain/evaluate.js';
+import { deterministicUuid } from '../domain/ids.js';
+import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
+import { enrolmentProposalTask, verdictToGuidanceResponse } from '../domain/verdict-fhir.js';
+import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
+import type { FhirServer } from '../fhir/fhir-server.port.js';
+import { fetchPatientRecord } from '../fhir/patient-record.js';
+import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
+
+/** Namespace of the adapter's deterministic resource ids (a fixed random UUID). */
+const ID_NAMESPACE = '6f1c1a52-8f57-4d3b-9a4e-2b9f0c7d5e31';
+
+/** EpisodeOfCare.type coding that marks an enrolment in a program (written by the enrolment feature). */
+export const PROGRAM_CODE_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/program';
+const OPEN_EPISODE_STATUSES = 'planned,waitlist,active,onhold';
+
+export class UnknownProgramError extends Error {
+  override name = 'UnknownProgramError';
+}
+
+export interface RecordedVerdict {
+  verdict: EligibilityVerdict;
+  guidanceResponse: string;
+  guidanceResponseWritten: boolean;
+  task?: string;
+  taskWritten: boolean;
+}
+
+export function guidanceResponseId(programId: string, patientId: string): string {
+  return deterministicUuid(ID_NAMESPACE, `GuidanceResponse|${programId}|${patientId}`);
+}
+
+export function enrolmentTaskId(programId: string, patientId: string): string {
+  return deterministicUuid(ID_NAMESPACE, `Task|enrolment-proposal|${programId}|${patientId}`);
+}
+
+function verdictOf(response: fhir4.GuidanceResponse | undefined): fhir4.Parameters | undefined {
+  return response?.contained?.find((r): r is fhir4.Parameters => r.resourceType === 'Parameters');
+}
+
+export class EligibilityService {
+  private readonly observationCodes: { system: string; code: string }[];
+
+  constructor(
+    private readonly fhir: FhirServer,
+    private readonly catalog: ProgramCatalog,
+    private readonly directory: CentreDirectoryCache,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.observationCodes = observationCodesOfInterest(catalog.programs.values(), catalog);
+  }
+
+  get programIds(): string[] {
+    return [...this.catalog.programs.keys()];
+  }
+
+  program(programId: string): LoadedProgram {
+    const program = this.catalog.programs.get(programId);
+    if (!program) throw new UnknownProgramError(`Unknown program "${programId}"; this adapter runs: ${this.programIds.join(', ')}`);
+    return program;
+  }
+
+  /** Today in the program's time zone (the default `asOf`). */
+  today(programId: string): CalendarDate {
+    return DateTime.fromJSDate(this.now()).setZone(this.program(programId).definition.timeZone).toISODate() as string;
+  }
+
+  /** Synchronous evaluation: reads, evaluates, writes nothing. */
+  async evaluate(programId: string, patientId: string, asOf?: CalendarDate): Promise<EligibilityVerdict> {
+    const program = this.program(programId);
+    const [{ record }, directory] = await Promise.all([
+      fetchPatientRecord(this.fhir, { patientId, observationCodes: this.observationCodes }),
+      this.directory.get(program),
+    ]);
+    return evaluateEligibility(program, this.catalog, record, directory, asOf ?? this.today(programId));
+  }
+
+  /** Queued evaluation: evaluates and records the verdict; idempotent. */
+  async evaluateAndRecord(programId: string, patientId: string, asOf?: CalendarDate): Promise<RecordedVerdict> {
+    const program = this.program(programId);
+    const grId = guidanceResponseId(programId, patientId);
+    const taskId = enrolmentTaskId(programId, patientId);
+    const [{ record, extras }, directory] = await Promise.all([
+      fetchPatientRecord(this.fhir, { patientId, observationCodes: this.observationCodes }, [
+        `GuidanceResponse/${grId}`,
+        `Task/${taskId}`,
+        `EpisodeOfCare?${new URLSearchParams({ patient: `Patient/${patientId}`, status: OPEN_EPISODE_STATUSES, _count: '100' }).toString()}`,
+      ]),
+      this.directory.get(program),
+    ]);
+    const [existingResponse, existingTask, episodes] = extras as [fhir4.GuidanceResponse | undefined, fhir4.Task | undefined, fhir4.Bundle | undefined];
+    const verdict = evaluateEligibility(program, this.catalog, record, directory, asOf ?? this.today(programId));
+    const occurrence = this.now().toISOString();
+
+    const response = verdictToGuidanceResponse(verdict, program, patientId, {
+      id: grId,
+      occurrenceDateTime: occurrence,
+      requestIdentifier: { system: 'urn:ietf:rfc:3986', value: `urn:uuid:${grId}` },
+    });
+    const previous = verdictOf(existingResponse);
+    const previousAsOf = previous?.parameter?.find((p) => p.name === 'asOf')?.valueDate;
+    // Same verdict: no new version. An older replay (earlier asOf) never overwrites a newer verdict.
+    const unchanged = previous !== undefined && JSON.stringify(previous) === JSON.stringify(verdictOf(response));
+    const stale = previousAsOf !== undefined && previousAsOf > verdict.asOf;
+    const writeResponse = !unchanged && !stale;
+    if (writeResponse) await this.fhir.update({ ...response, id: grId });
+
+    let task: string | undefined = existingTask ? `Task/${taskId}` : undefined;
+    let taskWritten = false;
+    const enrolled = (episodes?.entry ?? []).some((entry) =>
+      (entry.resource as fhir4.EpisodeOfCare | undefined)?.type?.some((type) =>
+        type.coding?.some((coding) => coding.system === PROGRAM_CODE_SYSTEM && coding.code === programId),
+      ),
+    );
+    if (verdict.outcome === 'eligible' && !enrolled && !existingTask) {
+      const gp = record.patient.generalPractitioner?.[0];
+      const proposal = enrolmentProposalTask(verdict, program, patientId, {
+        id: taskId,
+        authoredOn: occurrence,
+        ...(gp?.reference ? { owner: { reference: gp.reference } } : {}),
+      });
+      await this.fhir.update({ ...proposal, id: taskId });
+      task = `Task/${taskId}`;
+      taskWritten = true;
+    }
+    return { verdict, guidanceResponse: `GuidanceResponse/${grId}`, guidanceResponseWritten: writeResponse, ...(task ? { task } : {}), taskWritten };
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * EHR pushes: check each resource, store it on the FHIR server without duplicates, and tell
+ * which patients it touched so their evaluations can be queued.
+ *
+ * Duplicates: a resource with an identifier is created conditionally on it (If-None-Exist);
+ * one without gets a `meta.tag` carrying a SHA-256 of its content and is created
+ * conditionally on that tag, so a re-sent resource resolves to the stored version and its
+ * deterministic evaluation job id is the same (no second evaluation).
+ */
+import { createHash } from 'node:crypto';
+import { observationUnitIssues } from '../domain/evaluate.js';
+import type { DataIssue } from '../domain/types.js';
+import type { FhirServer } from '../fhir/fhir-server.port.js';
+import type { ProgramCatalog } from '../programs/schema.js';
+import { validateResource } from '../fhir/validation.js';
+import type { IssueInput } from '../http/outcomes.js';
+
+export const CONTENT_HASH_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/content-sha256';
+
+/** Resource types an EHR may push one by one (`POST /fhir/{type}`) and in Bundles. */
+export const PUSHABLE_TYPES = [
+  'Patient',
+  'Observation',
+  'Condition',
+  'Coverage',
+  'Consent',
+  'Specimen',
+  'Organization',
+  'Practitioner',
+  'PractitionerRole',
+] as const;
+const DIRECTORY_TYPES = new Set(['Organization', 'Practitioner', 'PractitionerRole']);
+
+export interface CheckResult {
+  /** 400 structure problems, 422 business-rule problems. */
+  status: 400 | 422;
+  issues: IssueInput[];
+}
+
+/** Versioned reference of a stored resource. */
+export function versionedReference(resource: fhir4.Resource): string {
+  return resource.meta?.versionId
+    ? `${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`
+    : `${resource.resourceType}/${resource.id}`;
+}
+
+/** JSON with sorted keys: the same content always hashes the same. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * The conditional-create query that makes storing this resource idempotent, adding the
+ * content-hash tag when the resource has no usable identifier.
+ */
+export function idempotencyQuery(resource: fhir4.Resource): string {
+  const identifiers = (resource as { identifier?: fhir4.Identifier[] | fhir4.Identifier }).identifier;
+  const list = Array.isArray(identifiers) ? identifiers : identifiers ? [identifiers] : [];
+  const usable = list.find((identifier) => identifier.system && identifier.value);
+  if (usable) return new URLSearchParams({ identifier: `${usable.system}|${usable.value}` }).toString();
+  const { id: _id, meta, ...content } = resource as fhir4.Resource & Record<string, unknown>;
+  const hash = createHash('sha256').update(canonicalJson(content)).digest('hex');
+  const tags = (meta?.tag ?? []).filter((tag) => tag.system !== CONTENT_HASH_SYSTEM);
+  resource.meta = { ...(meta ?? {}), tag: [...tags, { system: CONTENT_HASH_SYSTEM, code: hash }] };
+  delete resource.meta.versionId;
+  delete resource.meta.lastUpdated;
+  return new URLSearchParams({ _tag: `${CONTENT_HASH_SYSTEM}|${hash}` }).toString();
+}
+
+/** The reference to the patient a resource is about, as written in it (`Patient/x`, `urn:uuid:...`). */
+export function patientReferenceOf(resource: fhir4.Resource): string | undefined {
+  if (resource.resourceType === 'Patient') return undefined;
+  const candidates = resource as { subject?: fhir4.Reference; patient?: fhir4.Reference; beneficiary?: fhir4.Reference };
+  return candidates.subject?.reference ?? candidates.patient?.reference ?? candidates.beneficiary?.reference;
+}
+
+function dataIssueToIssue(issue: DataIssue, prefix: string): IssueInput {
+  return {
+    code: issue.code as IssueInput['code'],
+    severity: issue.severity,
+    diagnostics: issue.diagnostics,
+    ...(issue.expression ? { expression: [prefix ? `${prefix}.${issue.expression.replace(/^[A-Za-z]+\./, '')}` : issue.expression] } : {}),
+  };
+}
+
+export class IngestionService {
+  constructor(
+    private readonly fhir: FhirServer,
+    private readonly catalog: ProgramCatalog,
+    private readonly onDirectoryChange: () => void,
+  ) {}
+
+  /**
+   * Checks one pushed resource. `path` is the FHIRPath prefix for issues (`Observation`, or
+   * `Bundle.entry[3].resource`); `isLocalReference` tells whether a patient reference can be
+   * resolved here (relative, or a `urn:uuid` of the same Bundle).
+   */
+  check(resource: unknown, path: string, expectedType?: string, isLocalReference: (ref: string) => boolean = isRelativeReference): CheckResult | undefined {
+    if (typeof resource !== 'object' || resource === null || Array.isArray(resource)) {
+      return { status: 400, issues: [{ code: 'structure', diagnostics: 'Expected a FHIR resource (a JSON object)', expression: [path] }] };
+    }
+    const resourceType = (resource as { resourceType?: unknown }).resourceType;
+    if (typeof resourceType !== 'string') {
+      return { status: 400, issues: [{ code: 'structure', diagnostics: 'Missing resourceType', expression: [path] }] };
+    }
+    if (expectedType && resourceType !== expectedType) {
+      return { status: 400, issues: [{ code: 'invalid', diagnostics: `resourceType "${resourceType}" does not match the endpoint (${expectedType})`, expression: [`${path}.resourceType`] }] };
+    }
+    if (!(PUSHABLE_TYPES as readonly string[]).includes(resourceType)) {
+      return { status: 422, issues: [{ code: 'not-supported', diagnostics: `This adapter does not accept ${resourceType}; it accepts ${PUSHABLE_TYPES.join(', ')}`, expression: [path] }] };
+    }
+    const typed = resource as fhir4.Resource;
+    const structural = validateResource(typed).filter((issue) => issue.severity === 'error' || issue.severity === 'fatal');
+    if (structural.length) {
+      return {
+        status: 400,
+        issues: structural.map((issue) => ({
+          code: issue.code,
+          diagnostics: issue.diagnostics ?? issue.details?.text ?? 'Invalid resource',
+          expression: (issue.expression ?? [resourceType]).map((e) => e.replace(new RegExp(`^${resourceType}`), path)),
+        })),
+      };
+    }
+    const business: IssueInput[] = [];
+    const patientRef = patientReferenceOf(typed);
+    if (['Observation', 'Condition', 'Coverage', 'Consent'].includes(resourceType)) {
+      if (!patientRef) {
+        business.push({ code: 'required', diagnostics: `${resourceType} must name the patient it is about (${resourceType === 'Coverage' ? 'beneficiary' : resourceType === 'Consent' ? 'patient' : 'subject'})`, expression: [path] });
+      } else if (!/^(Patient\/|urn:uuid:)/.test(patientRef) && !/\/Patient\/[^/]+$/.test(patientRef)) {
+        business.push({ code: 'invalid', diagnostics: `The patient reference must point to a Patient`, expression: [path] });
+      } else if (!isLocalReference(patientRef)) {
+        business.push({ code: 'invalid', diagnostics: `References to other servers are refused; use a relative reference (Patient/{id})`, expression: [path] });
+      }
+    }
+    if (resourceType === 'Observation') {
+      business.push(...observationUnitIssues(typed as fhir4.Observation, this.catalog.programs.values(), this.catalog).map((issue) => dataIssueToIssue(issue, path)));
+    }
+    return business.length ? { status: 422, issues: business } : undefined;
+  }
+
+  /** Stores one checked resource idempotently; returns what the server holds and whether it was new. */
+  async store<T extends fhir4.Resource>(resource: T): Promise<{ resource: T; created: boolean }> {
+    const ifNoneExist = idempotencyQuery(resource);
+    const { resource: stored, status } = await this.fhir.create(resource, { ifNoneExist });
+    if (DIRECTORY_TYPES.has(resource.resourceType)) this.onDirectoryChange();
+    return { resource: stored, created: status === 201 };
+  }
+
+  /** Adds idempotency conditions to a Bundle's POST entries (in place). */
+  prepareBundle(bundle: fhir4.Bundle): void {
+    for (const entry of bundle.entry ?? []) {
+      if (entry.resource && entry.request?.method === 'POST' && !entry.request.ifNoneExist) {
+        entry.request.ifNoneExist = idempotencyQuery(entry.resource);
+      }
+      if (entry.resource && DIRECTORY_TYPES.has(entry.resource.resourceType)) this.onDirectoryChange();
+    }
+  }
+}
+
+export function isRelativeReference(reference: string): boolean {
+  return /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}(\/_history\/[A-Za-z0-9\-.]{1,64})?$/.test(reference);
+}
+
+/** `Patient/x`, `Patient/x/_history/1` → `x`. */
+export function patientIdOf(reference: string | undefined): string | undefined {
+  return reference ? /^Patient\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/.+)?$/.exec(reference)?.[1] : undefined;
+}

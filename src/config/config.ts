@@ -1,0 +1,69 @@
+/**
+ * Configuration, read once from the environment and validated; defaults live here and
+ * nowhere else. Every variable is documented in the README's configuration table.
+ */
+import { z } from 'zod';
+
+const booleanish = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const configSchema = z.object({
+  /** HTTP port of the adapter. */
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Interface the HTTP API binds to. */
+  HOST: z.string().default('127.0.0.1'),
+  /** Redis for BullMQ. A loopback URL that does not answer gets a local redis-server started. */
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Start a local redis-server when REDIS_URL is loopback and nothing answers. */
+  REDIS_START_LOCAL: booleanish.default(true),
+  /** FHIR R4 server of record. Empty: an embedded in-memory server is started. */
+  FHIR_BASE_URL: z.string().url().optional(),
+  /** Port of the embedded FHIR server (0: any free port). */
+  EMBEDDED_FHIR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /** Timeout of one request to the FHIR server, ms. */
+  FHIR_TIMEOUT_MS: z.coerce.number().int().min(100).default(15000),
+  /** Attempts for a FHIR request answered 429/5xx or timing out (Retry-After is honoured). */
+  FHIR_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(4),
+  /** Program data folder. */
+  MAPPINGS_DIR: z.string().default('mappings'),
+  /** Profiles folder (StructureDefinitions of what the adapter emits). */
+  PROFILES_DIR: z.string().default('profiles'),
+  /** Site data folder overlaying MAPPINGS_DIR file by file (same relative paths). */
+  SITE_DIR: z.string().optional(),
+  /** Programs this instance runs (comma-separated ids); empty: every program in MAPPINGS_DIR. */
+  PROGRAMS: z.string().optional(),
+  /** `all` runs HTTP and workers; `api` only HTTP; `worker` only workers. */
+  ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  /** Concurrent eligibility evaluations per worker process. */
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(8),
+  /** Prefix of every BullMQ key in Redis (lets several deployments share one Redis). */
+  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('forfait'),
+  /** Largest request body accepted (bytes); a Synthea patient bundle is up to ~2 MB. */
+  MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(25 * 1024 * 1024),
+  /** pino level. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Seconds a completed job is kept (its id then deduplicates re-sent data). */
+  COMPLETED_JOB_RETENTION_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Time zone of calendar dates when a request gives none (`asOf` default = today there). */
+  TZ_DEFAULT: z.string().default('Europe/Paris'),
+  /** Load demo data into the FHIR server at start-up (npm start sets it through --demo). */
+  DEMO_DATA: booleanish.default(false),
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Parses the environment; throws one Error listing every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const cleaned: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') cleaned[key] = value;
+  }
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new Error(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,62 @@
+/**
+ * Resolves a program's participating centres (identifiers in program data) to the FHIR
+ * resources that practise there: the centre Organizations, their PractitionerRoles and
+ * those roles' Practitioners. `gp-in-centre` then follows Patient.generalPractitioner
+ * through this map with no request per patient.
+ *
+ * Cached per program for `ttlMs`; `invalidate()` is called when the adapter itself ingests
+ * an Organization, PractitionerRole or Practitioner.
+ */
+import type { CentreDirectory } from '../domain/types.js';
+import type { LoadedProgram } from '../programs/schema.js';
+import type { FhirServer } from './fhir-server.port.js';
+
+const versioned = (resource: fhir4.Resource): string =>
+  resource.meta?.versionId ? `${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}` : `${resource.resourceType}/${resource.id}`;
+
+export async function resolveCentreDirectory(fhir: FhirServer, program: LoadedProgram): Promise<CentreDirectory> {
+  const members = new Map<string, { centre: string; evidence: string[] }>();
+  for (const centre of program.centres) {
+    const label = `${centre.identifier.system}|${centre.identifier.value}`;
+    const organizations = await fhir.searchAll<fhir4.Organization>('Organization', { identifier: label });
+    for (const organization of organizations) {
+      const orgEvidence = versioned(organization);
+      members.set(`Organization/${organization.id}`, { centre: label, evidence: [orgEvidence] });
+      const roles = await fhir.searchAll<fhir4.PractitionerRole>('PractitionerRole', { organization: `Organization/${organization.id}` });
+      for (const role of roles) {
+        if (role.active === false) continue;
+        const roleEvidence = [versioned(role), orgEvidence];
+        members.set(`PractitionerRole/${role.id}`, { centre: label, evidence: roleEvidence });
+        const practitioner = /(?:^|\/)Practitioner\/([^/]+)$/.exec(role.practitioner?.reference ?? '')?.[1];
+        if (practitioner && !members.has(`Practitioner/${practitioner}`)) {
+          members.set(`Practitioner/${practitioner}`, { centre: label, evidence: roleEvidence });
+        }
+      }
+    }
+  }
+  return { members };
+}
+
+export class CentreDirectoryCache {
+  private readonly entries = new Map<string, { at: number; value: Promise<CentreDirectory> }>();
+
+  constructor(
+    private readonly fhir: FhirServer,
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get(program: LoadedProgram): Promise<CentreDirectory> {
+    const key = program.definition.id;
+    const cached = this.entries.get(key);
+    if (cached && this.now() - cached.at < this.ttlMs) return cached.value;
+    const value = resolveCentreDirectory(this.fhir, program);
+    this.entries.set(key, { at: this.now(), value });
+    value.catch(() => this.entries.delete(key));
+    return value;
+  }
+
+  invalidate(): void {
+    this.entries.clear();
+  }
+}

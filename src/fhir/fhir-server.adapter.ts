@@ -1,0 +1,181 @@
+/**
+ * FhirServer over HTTP with fhir-kit-client: per-request timeout, retries with exponential
+ * backoff and jitter on 408/429/5xx and network errors, honouring `Retry-After`, and paging
+ * that refuses `next` links to another origin (fhir-kit-client would send our auth there).
+ */
+import { Client } from 'fhir-kit-client';
+import { FhirServerError, type FhirServer, type FhirWriteResult } from './fhir-server.port.js';
+
+export interface FhirServerOptions {
+  baseUrl: string;
+  timeoutMs: number;
+  /** Total attempts for a transient failure (1 = no retry). */
+  maxAttempts: number;
+  /** First backoff delay, doubled each attempt (jittered). */
+  baseDelayMs?: number;
+  /** Longest single wait, including a server's Retry-After. */
+  maxDelayMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+interface ClientError {
+  response?: { status?: number; data?: unknown };
+  config?: { headers?: Headers };
+  name?: string;
+}
+
+const TRANSIENT_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
+const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Seconds or an HTTP date (RFC 9110 §10.2.3) → milliseconds from now. */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function asOutcome(data: unknown): fhir4.OperationOutcome | undefined {
+  return typeof data === 'object' && data !== null && (data as { resourceType?: unknown }).resourceType === 'OperationOutcome'
+    ? (data as fhir4.OperationOutcome)
+    : undefined;
+}
+
+function isReadOnly(bundle: fhir4.Bundle): boolean {
+  return (bundle.entry ?? []).every((entry) => entry.request?.method === 'GET' || entry.request?.method === 'HEAD');
+}
+
+export class HttpFhirServer implements FhirServer {
+  private readonly client: Client;
+  private readonly origin: string;
+
+  constructor(private readonly options: FhirServerOptions) {
+    this.client = new Client({ baseUrl: options.baseUrl });
+    this.origin = new URL(options.baseUrl).origin;
+  }
+
+  get baseUrl(): string {
+    return this.options.baseUrl;
+  }
+
+  /** Runs one request with timeout and retries; returns the body and the HTTP status. */
+  private async call(
+    label: string,
+    run: (signal: AbortSignal) => Promise<unknown>,
+    /** For non-idempotent requests: retry only answers that say the request was not processed (429, 503). */
+    notProcessedOnly = false,
+  ): Promise<{ body: fhir4.Resource; status: number }> {
+    const { maxAttempts, timeoutMs } = this.options;
+    const baseDelay = this.options.baseDelayMs ?? 200;
+    const maxDelay = this.options.maxDelayMs ?? 30_000;
+    const sleep = this.options.sleep ?? defaultSleep;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const body = (await run(AbortSignal.timeout(timeoutMs))) as fhir4.Resource & Record<string, unknown>;
+        const response = Client.httpFor(body as never)?.response as Response | undefined;
+        return { body, status: response?.status ?? 200 };
+      } catch (raw) {
+        const error = raw as ClientError & Error;
+        const status = error.response?.status ?? 0;
+        const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
+        const transient = status === 0 || TRANSIENT_STATUSES.has(status);
+        const retryable = notProcessedOnly ? status === 429 || status === 503 : transient;
+        if (!retryable || attempt >= maxAttempts) {
+          const reason = status ? `HTTP ${status}` : timedOut ? `timed out after ${timeoutMs} ms` : `network error (${error.message})`;
+          throw new FhirServerError(`FHIR ${label}: ${reason}`, status, asOutcome(error.response?.data), transient);
+        }
+        const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        const retryAfter = parseRetryAfter(error.config?.headers?.get?.('retry-after'));
+        await sleep(Math.min(maxDelay, Math.max(backoff, retryAfter ?? 0)));
+      }
+    }
+  }
+
+  async read<T extends fhir4.Resource>(resourceType: string, id: string): Promise<T> {
+    const { body } = await this.call(`read ${resourceType}`, (signal) => this.client.read({ resourceType, id, options: { signal } }));
+    return body as T;
+  }
+
+  async readIfExists<T extends fhir4.Resource>(resourceType: string, id: string): Promise<T | undefined> {
+    try {
+      return await this.read<T>(resourceType, id);
+    } catch (error) {
+      if (error instanceof FhirServerError && (error.status === 404 || error.status === 410)) return undefined;
+      throw error;
+    }
+  }
+
+  async searchAll<T extends fhir4.Resource>(resourceType: string, params: Record<string, string | string[]>, maxPages = 100): Promise<T[]> {
+    const results: T[] = [];
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      for (const item of Array.isArray(value) ? value : [value]) query.append(key, item);
+    }
+    let url: string | undefined = `${resourceType}?${query.toString()}`;
+    for (let page = 0; url && page < maxPages; page++) {
+      const pageUrl: string = url;
+      const { body } = await this.call(`search ${resourceType}`, (signal) => this.client.request(pageUrl, { method: 'GET', options: { signal } }));
+      const bundle = body as fhir4.Bundle;
+      for (const entry of bundle.entry ?? []) {
+        if (entry.resource && entry.resource.resourceType === resourceType && entry.search?.mode !== 'include') {
+          results.push(entry.resource as T);
+        }
+      }
+      url = this.sameOriginNext(bundle);
+    }
+    return results;
+  }
+
+  private sameOriginNext(bundle: fhir4.Bundle): string | undefined {
+    const next = bundle.link?.find((link) => link.relation === 'next')?.url;
+    if (!next) return undefined;
+    const absolute = new URL(next, this.options.baseUrl.endsWith('/') ? this.options.baseUrl : `${this.options.baseUrl}/`);
+    if (absolute.origin !== this.origin) {
+      throw new FhirServerError(`FHIR search: refusing a next link to another origin (${absolute.origin})`, 0, undefined, false);
+    }
+    return absolute.toString();
+  }
+
+  async create<T extends fhir4.Resource>(resource: T, options: { ifNoneExist?: string } = {}): Promise<FhirWriteResult<T>> {
+    const headers: Record<string, string> = options.ifNoneExist ? { 'If-None-Exist': options.ifNoneExist } : {};
+    try {
+      // Only a conditional create is safe to repeat after a timeout.
+      const { body, status } = await this.call(
+        `create ${resource.resourceType}`,
+        (signal) => this.client.create({ resourceType: resource.resourceType, body: resource as never, options: { headers, signal } }),
+        !options.ifNoneExist,
+      );
+      return { resource: body as T, status };
+    } catch (error) {
+      // A replayed conditional create may answer 409/412 on some servers (HAPI): already done, re-read.
+      if (options.ifNoneExist && error instanceof FhirServerError && (error.status === 409 || error.status === 412)) {
+        const [existing] = await this.searchAll<T>(resource.resourceType, Object.fromEntries(new URLSearchParams(options.ifNoneExist)), 1);
+        if (existing) return { resource: existing, status: 200 };
+      }
+      throw error;
+    }
+  }
+
+  async update<T extends fhir4.Resource>(resource: T & { id: string }): Promise<FhirWriteResult<T>> {
+    const { body, status } = await this.call(`update ${resource.resourceType}`, (signal) =>
+      this.client.update({ resourceType: resource.resourceType, id: resource.id, body: resource as never, options: { signal } }),
+    );
+    return { resource: body as T, status };
+  }
+
+  async batch(bundle: fhir4.Bundle): Promise<fhir4.Bundle> {
+    // A batch may hold creates: same caution as a transaction.
+    const { body } = await this.call('batch', (signal) => this.client.batch({ body: bundle as never, options: { signal } }), !isReadOnly(bundle));
+    return body as fhir4.Bundle;
+  }
+
+  async transaction(bundle: fhir4.Bundle): Promise<fhir4.Bundle> {
+    // Not retried on a timeout or a 500: it may have been applied. 429/503 mean it was not.
+    const { body } = await this.call('transaction', (signal) => this.client.transaction({ body: bundle as never, options: { signal } }), true);
+    return body as fhir4.Bundle;
+  }
+
+  async ping(): Promise<void> {
+    await this.call('ping', (signal) => this.client.request('Patient?_count=1&_summary=count', { method: 'GET', options: { signal } }));
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * The HTTP layer: translates requests into service calls and results (or errors) into FHIR
+ * responses. Every error leaves as an OperationOutcome with `application/fhir+json`.
+ */
+import { randomUUID } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { pinoHttp } from 'pino-http';
+import type { Logger } from 'pino';
+import type { Redis } from 'ioredis';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { EligibilityService, UnknownProgramError } from '../app/eligibility.service.js';
+import { IngestionService, PUSHABLE_TYPES, patientIdOf, patientReferenceOf, versionedReference } from '../app/ingestion.service.js';
+import { evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
+import { handleNotification } from '../app/notification.js';
+import { verdictToParameters } from '../domain/verdict-fhir.js';
+import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
+import { PatientNotFoundError } from '../fhir/patient-record.js';
+import type { Metrics } from '../infra/metrics.js';
+import { enqueueEvaluations, type EvaluationRequest, type Queues } from '../queue/queues.js';
+import type { ScreeningStore, ScreenStatus } from '../queue/screening-store.js';
+import { capabilityStatement } from './capability.js';
+import {
+  OperationOutcomeError,
+  allOk,
+  badRequest,
+  dependencyDown,
+  notFound,
+  operationOutcome,
+  unsupportedMediaType,
+} from './outcomes.js';
+import { asParameters, dateParameter, parametersFromQuery, referenceParameters, stringParameter } from './parameters.js';
+
+export interface AppDeps {
+  fhir: FhirServer;
+  redis: Redis;
+  queues: Queues;
+  eligibility: EligibilityService;
+  ingestion: IngestionService;
+  screenings: ScreeningStore;
+  metrics: Metrics;
+  log: Logger;
+  maxBodyBytes: number;
+  completedRetentionSeconds: number;
+  version: string;
+}
+
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+function sendFhir(res: Response, status: number, body: fhir4.Resource, headers: Record<string, string> = {}): void {
+  res.status(status).set({ 'Content-Type': FHIR_JSON, ...headers }).send(JSON.stringify(body));
+}
+
+function baseUrlOf(req: Request): string {
+  return `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+}
+
+function requireId(id: string | undefined, what: string): string {
+  if (!id || !FHIR_ID.test(id)) throw badRequest(`Invalid ${what} id`, what);
+  return id;
+}
+
+function screenParameters(status: ScreenStatus): fhir4.Parameters {
+  return {
+    resourceType: 'Parameters',
+    parameter: [
+      { name: 'id', valueString: status.id },
+      { name: 'program', valueString: status.programId },
+      { name: 'asOf', valueDate: status.asOf },
+      { name: 'state', valueCode: status.state },
+      ...(status.total !== undefined ? [{ name: 'total', valueInteger: status.total }] : []),
+      { name: 'done', valueInteger: status.done },
+      ...Object.entries(status.counts).map(([outcome, count]) => ({
+        name: 'count',
+        part: [
+          { name: 'outcome', valueCode: outcome },
+          { name: 'count', valueInteger: count },
+        ],
+      })),
+      ...(status.error ? [{ name: 'error', valueString: status.error }] : []),
+    ],
+  };
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { eligibility, ingestion, metrics, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+
+  app.use(
+    pinoHttp({
+      logger: log,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && /^[A-Za-z0-9\-_.]{1,64}$/.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      // Path only: query strings may carry identifiers; bodies are never logged.
+      serializers: {
+        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
+    }),
+  );
+
+  app.use((req, res, next) => {
+    const end = metrics.httpSeconds.startTimer();
+    res.on('finish', () => {
+      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
+      end({ method: req.method, route });
+    });
+    next();
+  });
+
+  // FHIR endpoints accept FHIR JSON only (415 otherwise).
+  app.use('/fhir', (req, _res, next) => {
+    if ((req.method === 'POST' || req.method === 'PUT') && req.headers['content-length'] !== '0' && (req.headers['transfer-encoding'] || Number(req.headers['content-length'] ?? 0) > 0)) {
+      if (!req.is(['application/fhir+json', 'application/json'])) {
+        next(unsupportedMediaType(`Content-Type must be application/fhir+json, got "${req.headers['content-type'] ?? 'none'}"`));
+        return;
+      }
+    }
+    next();
+  });
+  app.use(express.json({ type: ['application/fhir+json', 'application/json'], limit: deps.maxBodyBytes, strict: true }));
+
+  const enqueue = async (requests: EvaluationRequest[]): Promise<void> => {
+    try {
+      await enqueueEvaluations(deps.queues.evaluation, requests, deps.completedRetentionSeconds);
+    } catch (error) {
+      // Stored but not queued: tell the sender to retry; the conditional create makes the retry safe.
+      log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'enqueue failed');
+      throw dependencyDown('The data was stored but its evaluation could not be queued (queue unavailable); send it again');
+    }
+  };
+
+  // --- Service endpoints ------------------------------------------------------------
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks = await Promise.allSettled([deps.redis.ping(), deps.fhir.ping()]);
+    const [redis, fhir] = checks.map((check) => (check.status === 'fulfilled' ? 'ok' : 'unavailable'));
+    const ready = redis === 'ok' && fhir === 'ok';
+    if (ready) {
+      res.json({ status: 'ready', redis, fhir });
+      return;
+    }
+    sendFhir(res, 503, operationOutcome([{ code: 'transient', diagnostics: `Not ready: redis ${redis}, FHIR server ${fhir}` }]));
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  const board = new ExpressAdapter();
+  board.setBasePath('/admin/queues');
+  createBullBoard({ queues: [new BullMQAdapter(deps.queues.evaluation), new BullMQAdapter(deps.queues.screening)], serverAdapter: board });
+  app.use('/admin/queues', board.getRouter());
+
+  // --- FHIR endpoints ---------------------------------------------------------------
+  app.get('/fhir/metadata', (req, res) => {
+    sendFhir(res, 200, capabilityStatement({ version: deps.version, baseUrl: `${baseUrlOf(req)}/fhir`, programs: eligibility.programIds }));
+  });
+
+  app.post('/fhir/Patient/:id/\\$evaluate-eligibility', async (req, res) => {
+    await evaluateEligibility(req, res, asParameters(req.body));
+  });
+  app.get('/fhir/Patient/:id/\\$evaluate-eligibility', async (req, res) => {
+    await evaluateEligibility(req, res, parametersFromQuery(req.query as Record<string, unknown>));
+  });
+
+  async function evaluateEligibility(req: Request, res: Response, parameters: fhir4.Parameters): Promise<void> {
+    const patientId = requireId(req.params['id'] as string | undefined, 'Patient');
+    const programId = stringParameter(parameters, 'program');
+    if (!programId) throw badRequest(`Parameter "program" is required (one of: ${eligibility.programIds.join(', ')})`, `Parameters.parameter.where(name='program')`);
+    eligibility.program(programId);
+    const asOf = dateParameter(parameters, 'asOf');
+    const verdict = await eligibility.evaluate(programId, patientId, asOf);
+    sendFhir(res, 200, verdictToParameters(verdict));
+  }
+
+  app.post('/fhir/\\$screen', async (req, res) => {
+    const parameters = asParameters(req.body);
+    const programId = stringParameter(parameters, 'program');
+    if (!programId) throw badRequest(`Parameter "program" is required (one of: ${eligibility.programIds.join(', ')})`, `Parameters.parameter.where(name='program')`);
+    eligibility.program(programId);
+    const asOf = dateParameter(parameters, 'asOf') ?? eligibility.today(programId);
+    const patients = referenceParameters(parameters, 'patient').map((reference, index) => {
+      const match = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(reference);
+      if (!match) throw badRequest(`patient #${index + 1} must be a Patient/{id} reference`, `Parameters.parameter.where(name='patient')[${index}]`);
+      return match[1] as string;
+    });
+    const screenId = randomUUID();
+    await deps.screenings.create(screenId, programId, asOf, new Date().toISOString());
+    await deps.queues.screening.add(
+      'screen',
+      { screenId, programId, asOf, ...(patients.length ? { patientIds: [...new Set(patients)] } : {}) },
+      { jobId: `screen.${screenId}`, attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
+    );
+    const location = `${baseUrlOf(req)}/fhir/_async/${screenId}`;
+    sendFhir(res, 202, allOk(`Screening queued; poll ${location}`), { 'Content-Location': location });
+  });
+
+  app.get('/fhir/_async/:id', async (req, res) => {
+    const id = requireId(req.params['id'], 'screening');
+    const status = await deps.screenings.get(id);
+    if (!status) throw notFound(`No screening ${id} (unknown or expired)`);
+    const finished = status.state === 'completed' || status.state === 'failed';
+    const progress = `${status.done}/${status.total ?? '?'} evaluated`;
+    sendFhir(res, finished ? 200 : 202, screenParameters(status), { 'X-Progress': progress, ...(finished ? {} : { 'Retry-After': '2' }) });
+  });
+
+  app.post('/fhir', async (req, res) => {
+    if (req.body === undefined) throw badRequest('POST /fhir takes a Bundle (batch or transaction)', 'Bundle');
+    const result = await ingestBundle(req.body, deps.fhir, ingestion);
+    await enqueue(evaluationsFor(result.touched, eligibility.programIds));
+    sendFhir(res, 200, result.response);
+  });
+
+  app.post('/fhir/:type', async (req, res) => {
+    const type = req.params['type'] as string;
+    if (!(PUSHABLE_TYPES as readonly string[]).includes(type)) {
+      throw notFound(`POST /fhir/${type} is not served; pushable types: ${PUSHABLE_TYPES.join(', ')}`);
+    }
+    if (req.body === undefined) throw badRequest(`POST /fhir/${type} takes a ${type} resource`, type);
+    const problem = ingestion.check(req.body, type, type);
+    if (problem) {
+      metrics.ingested.inc({ resource_type: type, result: 'rejected' });
+      throw new OperationOutcomeError(problem.status, operationOutcome(problem.issues));
+    }
+    const { resource, created } = await ingestion.store(req.body as fhir4.Resource);
+    const patientId = type === 'Patient' ? resource.id : patientIdOf(patientReferenceOf(resource));
+    if (patientId) {
+      await enqueue(eligibility.programIds.map((programId) => ({ programId, patientId, trigger: [versionedReference(resource)] })));
+    }
+    metrics.ingested.inc({ resource_type: type, result: created ? 'created' : 'existing' });
+    const location = `${baseUrlOf(req)}/fhir/${type}/${resource.id}${resource.meta?.versionId ? `/_history/${resource.meta.versionId}` : ''}`;
+    sendFhir(res, created ? 201 : 200, resource, { Location: location, ...(resource.meta?.versionId ? { ETag: `W/"${resource.meta.versionId}"` } : {}) });
+  });
+
+  // Rest-hook endpoint to configure in a Subscription's channel.endpoint.
+  app.post('/hooks/subscription', async (req, res) => {
+    const result = await handleNotification(req.body, deps.fhir);
+    await enqueue(evaluationsFor(result.touched, eligibility.programIds));
+    sendFhir(res, 200, allOk(`${result.kind}: ${result.touched.size} patient(s) queued for evaluation`));
+  });
+
+  app.use('/fhir', (req, _res, next) => {
+    next(notFound(`${req.method} ${req.path} is not served by this adapter (see /fhir/metadata)`));
+  });
+
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const type = (error as { type?: string }).type;
+    if (error instanceof OperationOutcomeError) return sendFhir(res, error.status, error.outcome);
+    if (type === 'entity.parse.failed') return sendFhir(res, 400, operationOutcome([{ code: 'structure', diagnostics: 'The body is not valid JSON' }]));
+    if (type === 'entity.too.large') return sendFhir(res, 413, operationOutcome([{ code: 'too-costly', diagnostics: `The body is larger than ${deps.maxBodyBytes} bytes` }]));
+    if (type === 'encoding.unsupported' || type === 'charset.unsupported') return sendFhir(res, 415, operationOutcome([{ code: 'not-supported', diagnostics: 'Unsupported body encoding' }]));
+    if (error instanceof UnknownProgramError) return sendFhir(res, 400, operationOutcome([{ code: 'not-found', diagnostics: error.message, expression: [`Parameters.parameter.where(name='program')`] }]));
+    if (error instanceof PatientNotFoundError) return sendFhir(res, 404, operationOutcome([{ code: 'not-found', diagnostics: error.message }]));
+    if (error instanceof FhirServerError) {
+      if (error.transient) return sendFhir(res, 503, operationOutcome([{ code: 'transient', diagnostics: `FHIR server unavailable: ${error.message}` }]), { 'Retry-After': '5' });
+      // A 4xx from the FHIR server on data we forwarded: pass its outcome through.
+      if (error.status >= 400 && error.status < 500) {
+        return sendFhir(res, error.status === 404 ? 404 : 422, error.outcome ?? operationOutcome([{ code: 'processing', diagnostics: error.message }]));
+      }
+    }
+    log.error({ err: { name: (error as Error).name, message: (error as Error).message, stack: (error as Error).stack } }, 'unhandled error');
+    return sendFhir(res, 500, operationOutcome([{ code: 'exception', diagnostics: 'Internal error (see the adapter log with this request id)' }]));
+  });
+
+  return app;
+}

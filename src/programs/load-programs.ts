@@ -1,0 +1,175 @@
+/**
+ * Loads program data from `mappings/` (and the site overlay `SITE_DIR`) and validates it.
+ *
+ * Overlay rule: a file in SITE_DIR with the same relative path as one in mappings/ replaces
+ * it whole; a file only in SITE_DIR is added (a site can add a value set or a program).
+ * Any bad file stops start-up with an error naming the file and the field.
+ */
+import { readdirSync, readFileSync, statSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import type { z } from 'zod';
+import {
+  centresSchema,
+  insurersSchema,
+  programSchema,
+  residenceAreasSchema,
+  unitsSchema,
+  valueSetSchema,
+  type CriterionDefinition,
+  type LoadedProgram,
+  type ProgramCatalog,
+  type ValueSetData,
+} from './schema.js';
+
+export class ProgramDataError extends Error {
+  override name = 'ProgramDataError';
+}
+
+/** Relative path (posix) → absolute path, mappings first, then the site overlay on top. */
+function listOverlaidFiles(mappingsDir: string, siteDir?: string): Map<string, string> {
+  const files = new Map<string, string>();
+  const walk = (root: string, dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const absolute = path.join(dir, name);
+      if (statSync(absolute).isDirectory()) walk(root, absolute);
+      else if (name.endsWith('.json')) files.set(path.relative(root, absolute).split(path.sep).join('/'), absolute);
+    }
+  };
+  if (!existsSync(mappingsDir)) throw new ProgramDataError(`Program data folder not found: ${mappingsDir}`);
+  walk(mappingsDir, mappingsDir);
+  if (siteDir) {
+    if (!existsSync(siteDir)) throw new ProgramDataError(`SITE_DIR not found: ${siteDir}`);
+    walk(siteDir, siteDir);
+  }
+  return files;
+}
+
+function parseFile<T>(file: string, schema: z.ZodType<T>): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ProgramDataError(`${file}: not valid JSON (${(error as Error).message})`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const details = parsed.error.issues
+      .map((issue) => `  field ${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+      .join('\n');
+    throw new ProgramDataError(`${file}: invalid program data\n${details}`);
+  }
+  return parsed.data;
+}
+
+/** Value set ids a criterion refers to. */
+export function valueSetsOfCriterion(criterion: CriterionDefinition): string[] {
+  switch (criterion.kind) {
+    case 'age':
+      return criterion.rules.flatMap((rule) => (rule.when?.conditionValueSet ? [rule.when.conditionValueSet] : []));
+    case 'latest-observation-in-range':
+      return [...criterion.valueSets, ...criterion.qualifiedValueSets, ...(criterion.qualifierValueSet ? [criterion.qualifierValueSet] : [])];
+    case 'body-mass-index':
+      return [criterion.bmiValueSet, criterion.weightValueSet, criterion.heightValueSet];
+    case 'no-active-condition':
+    case 'active-condition':
+      return [criterion.valueSet];
+    case 'active-consent':
+      return criterion.categoryValueSet ? [criterion.categoryValueSet] : [];
+    case 'general-practitioner-in-centre':
+    case 'coverage-payor-accepted':
+    case 'residence-in-area':
+      return [];
+  }
+}
+
+export interface LoadOptions {
+  mappingsDir: string;
+  siteDir?: string;
+  /** Program ids to run; undefined: all found. */
+  programIds?: string[];
+}
+
+/** Reads, validates and cross-checks all program data. Throws ProgramDataError. */
+export function loadProgramCatalog(options: LoadOptions): ProgramCatalog {
+  const files = listOverlaidFiles(options.mappingsDir, options.siteDir);
+
+  const unitsFile = files.get('units.json');
+  if (!unitsFile) throw new ProgramDataError(`${options.mappingsDir}/units.json is missing`);
+  const units = parseFile(unitsFile, unitsSchema);
+
+  const valueSets = new Map<string, ValueSetData>();
+  for (const [relative, file] of files) {
+    if (!relative.startsWith('value-sets/')) continue;
+    const valueSet = parseFile(file, valueSetSchema);
+    const expectedId = path.basename(relative, '.json');
+    if (valueSet.id !== expectedId) {
+      throw new ProgramDataError(`${file}: field id: "${valueSet.id}" must match the file name "${expectedId}"`);
+    }
+    valueSets.set(valueSet.id, valueSet);
+  }
+
+  const programs = new Map<string, LoadedProgram>();
+  for (const [relative, file] of files) {
+    const match = /^programs\/([^/]+)\/program\.json$/.exec(relative);
+    if (!match) continue;
+    const folder = match[1] as string;
+    const definition = parseFile(file, programSchema);
+    if (definition.id !== folder) {
+      throw new ProgramDataError(`${file}: field id: "${definition.id}" must match its folder "${folder}"`);
+    }
+    if (options.programIds && !options.programIds.includes(definition.id)) continue;
+    const sibling = (name: string): string | undefined => files.get(`programs/${folder}/${name}`);
+    const centresFile = sibling('centres.json');
+    const insurersFile = sibling('insurers.json');
+    const areasFile = sibling('residence-areas.json');
+    const program: LoadedProgram = {
+      definition,
+      centres: centresFile ? parseFile(centresFile, centresSchema).centres : [],
+      insurers: insurersFile ? parseFile(insurersFile, insurersSchema).insurers : [],
+      residenceAreas: areasFile ? parseFile(areasFile, residenceAreasSchema).areas : [],
+    };
+    checkReferences(file, program, valueSets, units.dimensions);
+    programs.set(definition.id, program);
+  }
+
+  if (options.programIds) {
+    const missing = options.programIds.filter((id) => !programs.has(id));
+    if (missing.length) throw new ProgramDataError(`PROGRAMS names unknown program(s): ${missing.join(', ')}`);
+  }
+  if (programs.size === 0) throw new ProgramDataError(`No program found under ${options.mappingsDir}/programs/`);
+  return { programs, valueSets, units };
+}
+
+function checkReferences(
+  file: string,
+  program: LoadedProgram,
+  valueSets: ReadonlyMap<string, ValueSetData>,
+  dimensions: Record<string, unknown>,
+): void {
+  const codes = new Set<string>();
+  program.definition.criteria.forEach((criterion, index) => {
+    const where = `${file}: field criteria.${index}`;
+    if (codes.has(criterion.code)) throw new ProgramDataError(`${where}.code: duplicate criterion code "${criterion.code}"`);
+    codes.add(criterion.code);
+    for (const id of valueSetsOfCriterion(criterion)) {
+      if (!valueSets.has(id)) throw new ProgramDataError(`${where}: value set "${id}" not found (expected value-sets/${id}.json)`);
+    }
+    if (criterion.kind === 'latest-observation-in-range' && !(criterion.dimension in dimensions)) {
+      throw new ProgramDataError(`${where}.dimension: unknown unit dimension "${criterion.dimension}" (see units.json)`);
+    }
+    if (criterion.kind === 'body-mass-index') {
+      for (const dimension of ['mass', 'length', 'body-mass-index']) {
+        if (!(dimension in dimensions)) throw new ProgramDataError(`${where}: units.json lacks the "${dimension}" dimension BMI needs`);
+      }
+    }
+    if (criterion.kind === 'general-practitioner-in-centre' && program.centres.length === 0) {
+      throw new ProgramDataError(`${where}: the program has no centres.json (participating centres)`);
+    }
+    if (criterion.kind === 'coverage-payor-accepted' && program.insurers.length === 0) {
+      throw new ProgramDataError(`${where}: the program has no insurers.json (accepted insurers)`);
+    }
+    if (criterion.kind === 'residence-in-area' && program.residenceAreas.length === 0) {
+      throw new ProgramDataError(`${where}: the program has no residence-areas.json`);
+    }
+  });
+}

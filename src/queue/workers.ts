@@ -1,0 +1,131 @@
+/**
+ * The queue workers: one processor per queue, thin around the application services.
+ * Delivery is at least once (a killed worker's job runs again), so every processor is
+ * idempotent: deterministic ids for what it writes, HSET for screening progress.
+ */
+import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import { EligibilityService, UnknownProgramError } from '../app/eligibility.service.js';
+import { PatientNotFoundError } from '../fhir/patient-record.js';
+import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
+import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
+import type { Metrics } from '../infra/metrics.js';
+import { screeningChildJobId } from './job-ids.js';
+import {
+  EVALUATION_QUEUE,
+  SCREENING_QUEUE,
+  evaluationJobOptions,
+  type EvaluationJobData,
+  type EvaluationJobResult,
+  type Queues,
+  type ScreeningJobData,
+} from './queues.js';
+import type { ScreeningStore } from './screening-store.js';
+
+export interface WorkerDeps {
+  connection: ConnectionOptions;
+  prefix: string;
+  concurrency: number;
+  completedRetentionSeconds: number;
+  service: EligibilityService;
+  fhir: FhirServer;
+  directory: CentreDirectoryCache;
+  queues: Queues;
+  screenings: ScreeningStore;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Permanent errors fail the job at once; anything else is retried with backoff. */
+function classify(error: unknown): Error {
+  if (error instanceof PatientNotFoundError || error instanceof UnknownProgramError) return new UnrecoverableError(error.message);
+  if (error instanceof FhirServerError && !error.transient) return new UnrecoverableError(error.message);
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
+  const { log, metrics } = deps;
+
+  const evaluation = new Worker<EvaluationJobData, EvaluationJobResult>(
+    EVALUATION_QUEUE,
+    async (job: Job<EvaluationJobData, EvaluationJobResult>) => {
+      const { programId, patientId, asOf, screenId } = job.data;
+      const started = process.hrtime.bigint();
+      try {
+        const recorded = await deps.service.evaluateAndRecord(programId, patientId, asOf);
+        metrics.evaluations.inc({ program: programId, outcome: recorded.verdict.outcome });
+        metrics.evaluationSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        if (screenId) await deps.screenings.recordOutcome(screenId, patientId, recorded.verdict.outcome);
+        return {
+          outcome: recorded.verdict.outcome,
+          guidanceResponse: recorded.guidanceResponse,
+          ...(recorded.task ? { task: recorded.task } : {}),
+        };
+      } catch (error) {
+        const classified = classify(error);
+        const lastAttempt = classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+        if (lastAttempt) {
+          metrics.evaluations.inc({ program: programId, outcome: 'error' });
+          if (screenId) await deps.screenings.recordOutcome(screenId, patientId, 'error');
+        }
+        // Server ids and error classes only: no patient data in logs.
+        log.warn({ jobId: job.id, err: { name: classified.name, message: classified.message }, lastAttempt }, 'evaluation failed');
+        throw classified;
+      }
+    },
+    { connection: deps.connection, prefix: deps.prefix, concurrency: deps.concurrency },
+  );
+
+  const screening = new Worker<ScreeningJobData>(
+    SCREENING_QUEUE,
+    async (job) => {
+      const { screenId, programId, asOf } = job.data;
+      try {
+        await deps.screenings.setState(screenId, 'listing');
+        const patientIds = job.data.patientIds ?? (await listPatientsInCentres(deps, programId));
+        await deps.screenings.setState(screenId, patientIds.length ? 'running' : 'completed', { total: patientIds.length });
+        // Chunks keep each Redis round trip bounded; deterministic child ids make a re-run of this job a no-op.
+        for (let i = 0; i < patientIds.length; i += 500) {
+          const chunk = patientIds.slice(i, i + 500);
+          await deps.queues.evaluation.addBulk(
+            chunk.map((patientId) => ({
+              name: 'evaluate',
+              data: { programId, patientId, asOf, trigger: [`screen/${screenId}`], screenId },
+              opts: evaluationJobOptions(screeningChildJobId(screenId, programId, patientId), deps.completedRetentionSeconds),
+            })),
+          );
+          await job.updateProgress({ queued: Math.min(i + chunk.length, patientIds.length), total: patientIds.length });
+        }
+        return { total: patientIds.length };
+      } catch (error) {
+        const classified = classify(error);
+        if (classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+          await deps.screenings.setState(screenId, 'failed', { error: classified.message });
+        }
+        throw classified;
+      }
+    },
+    { connection: deps.connection, prefix: deps.prefix, concurrency: 1 },
+  );
+
+  for (const worker of [evaluation, screening]) {
+    worker.on('error', (error) => log.error({ err: { name: error.name, message: error.message } }, 'worker error'));
+  }
+  return {
+    // SIGTERM: stop taking jobs and let running ones finish (BullMQ going-to-production guide).
+    close: async () => {
+      await Promise.all([evaluation.close(), screening.close()]);
+    },
+  };
+}
+
+/** Every patient whose GP (Practitioner, PractitionerRole or Organization) is in a participating centre. */
+async function listPatientsInCentres(deps: WorkerDeps, programId: string): Promise<string[]> {
+  const directory = await deps.directory.get(deps.service.program(programId));
+  const ids = new Set<string>();
+  for (const member of directory.members.keys()) {
+    const patients = await deps.fhir.searchAll<fhir4.Patient>('Patient', { 'general-practitioner': member, _elements: 'id', _count: '1000' });
+    for (const patient of patients) if (patient.id) ids.add(patient.id);
+  }
+  return [...ids].sort();
+}

@@ -1,0 +1,185 @@
+/**
+ * Composition root: builds the whole service from a Config. `main.ts` runs it as a process;
+ * integration tests start it in-process on random ports against real Redis and the embedded
+ * FHIR server over HTTP.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { EligibilityService } from './app/eligibility.service.js';
+import { IngestionService } from './app/ingestion.service.js';
+import type { Config } from './config/config.js';
+import { CentreDirectoryCache } from './fhir/centre-directory.js';
+import { HttpFhirServer } from './fhir/fhir-server.adapter.js';
+import { startEmbeddedFhirServer, type EmbeddedFhirServer } from './fhir-server/embedded-server.js';
+import { createApp } from './http/app.js';
+import { checkMaxmemoryPolicy, ensureRedis, type EnsuredRedis } from './infra/local-redis.js';
+import { createMetrics } from './infra/metrics.js';
+import { loadProgramCatalog } from './programs/load-programs.js';
+import { createQueues } from './queue/queues.js';
+import { ScreeningStore } from './queue/screening-store.js';
+import { startWorkers } from './queue/workers.js';
+
+export interface RunningService {
+  /** Adapter base URL (http://host:port), when the role serves HTTP. */
+  url?: string;
+  fhirBaseUrl: string;
+  embeddedFhir?: EmbeddedFhirServer;
+  redisUrl: string;
+  /** Graceful stop: HTTP stops accepting, workers finish running jobs, connections close. */
+  stop(): Promise<void>;
+}
+
+/** Seconds the centre directory is cached (adapter-side ingestion of directory resources invalidates it). */
+const DIRECTORY_TTL_MS = 60_000;
+
+/** Connection settings both ioredis and BullMQ accept. */
+export interface RedisSettings {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  db?: number;
+  tls?: Record<string, never>;
+  maxRetriesPerRequest: null;
+}
+
+export function redisOptionsFromUrl(url: string): RedisSettings {
+  const parsed = new URL(url);
+  return {
+    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: Number(parsed.port || 6379),
+    ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+    ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+    ...(parsed.pathname.length > 1 ? { db: Number(parsed.pathname.slice(1)) } : {}),
+    ...(parsed.protocol === 'rediss:' ? { tls: {} } : {}),
+    // BullMQ workers block on Redis: never give up on a command (LIBRARIES.md).
+    maxRetriesPerRequest: null,
+  };
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export async function startService(config: Config, log: Logger): Promise<RunningService> {
+  const catalog = loadProgramCatalog({
+    mappingsDir: config.MAPPINGS_DIR,
+    ...(config.SITE_DIR ? { siteDir: config.SITE_DIR } : {}),
+    ...(config.PROGRAMS ? { programIds: config.PROGRAMS.split(',').map((id) => id.trim()).filter(Boolean) } : {}),
+  });
+  log.info({ programs: [...catalog.programs.keys()], siteDir: config.SITE_DIR ?? null }, 'program data loaded');
+
+  const cleanups: (() => Promise<void>)[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        log.warn({ err: { message: (error as Error).message } }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    let ensured: EnsuredRedis;
+    ensured = await ensureRedis(config.REDIS_URL, { log: (msg) => log.info(msg), startLocal: config.REDIS_START_LOCAL, appendOnly: true });
+    cleanups.push(() => ensured.stop());
+
+    let embeddedFhir: EmbeddedFhirServer | undefined;
+    let fhirBaseUrl = config.FHIR_BASE_URL;
+    if (!fhirBaseUrl) {
+      embeddedFhir = await startEmbeddedFhirServer({ port: config.EMBEDDED_FHIR_PORT });
+      const server = embeddedFhir;
+      cleanups.push(() => server.close());
+      fhirBaseUrl = embeddedFhir.baseUrl;
+      log.warn({ fhirBaseUrl }, 'no FHIR_BASE_URL: started the embedded FHIR server; its data lives in memory and is lost when the process stops');
+    }
+
+    const redisOptions = redisOptionsFromUrl(ensured.url);
+    const redis = new Redis(redisOptions);
+    redis.on('error', (error) => log.error({ err: { message: error.message } }, 'redis connection error'));
+    cleanups.push(async () => {
+      redis.disconnect();
+    });
+    const warning = await checkMaxmemoryPolicy(redis);
+    if (warning) log.warn(warning);
+
+    const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS });
+    const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS);
+    const eligibility = new EligibilityService(fhir, catalog, directory);
+    const ingestion = new IngestionService(fhir, catalog, () => directory.invalidate());
+    const metrics = createMetrics();
+    const queues = createQueues(redisOptions, config.QUEUE_PREFIX, (error) => log.error({ err: { message: error.message } }, 'queue error'));
+    cleanups.push(() => queues.close());
+    metrics.watchQueues([queues.evaluation, queues.screening]);
+    const screenings = new ScreeningStore(redis, config.QUEUE_PREFIX);
+
+    if (config.ROLE !== 'api') {
+      const workers = startWorkers({
+        connection: redisOptions,
+        prefix: config.QUEUE_PREFIX,
+        concurrency: config.WORKER_CONCURRENCY,
+        completedRetentionSeconds: config.COMPLETED_JOB_RETENTION_S,
+        service: eligibility,
+        fhir,
+        directory,
+        queues,
+        screenings,
+        metrics,
+        log,
+      });
+      cleanups.push(() => workers.close());
+      log.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started');
+    }
+
+    let url: string | undefined;
+    if (config.ROLE !== 'worker') {
+      const app = createApp({
+        fhir,
+        redis,
+        queues,
+        eligibility,
+        ingestion,
+        screenings,
+        metrics,
+        log,
+        maxBodyBytes: config.MAX_BODY_BYTES,
+        completedRetentionSeconds: config.COMPLETED_JOB_RETENTION_S,
+        version: packageVersion(),
+      });
+      const server = http.createServer(app);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.PORT, config.HOST, () => resolve());
+      });
+      const address = server.address() as AddressInfo;
+      url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${address.port}`;
+      // Stop accepting first; workers then drain (cleanups run in reverse order).
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      );
+    }
+
+    return {
+      ...(url ? { url } : {}),
+      fhirBaseUrl,
+      ...(embeddedFhir ? { embeddedFhir } : {}),
+      redisUrl: ensured.url,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

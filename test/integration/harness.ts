@@ -1,0 +1,104 @@
+/**
+ * Starts the real service in-process for integration tests: real Redis (REDIS_URL from the
+ * global setup), real BullMQ workers, and the embedded FHIR server over HTTP. Each call uses
+ * its own queue prefix so test files never see each other's jobs, and removes its keys.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/config.js';
+import { EVALUATION_QUEUE } from '../../src/queue/queues.js';
+import { redisOptionsFromUrl, startService, type RunningService } from '../../src/service.js';
+
+export interface TestService {
+  service: RunningService;
+  url: string;
+  fhirUrl: string;
+  prefix: string;
+  redis: Redis;
+  evaluationQueue: Queue;
+  /** Resolves when no evaluation is waiting, active or delayed. */
+  drained(timeoutMs?: number): Promise<void>;
+  /** POST/GET JSON helpers against the adapter. Bodies are `any`: arbitrary JSON that each test inspects with assertions. */
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  get(path: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** GET against the FHIR server of record, bypassing the adapter. */
+  fhirGet(path: string): Promise<any>;
+  stop(): Promise<void>;
+}
+
+export async function startTestService(env: Record<string, string> = {}): Promise<TestService> {
+  const prefix = `t${randomUUID().slice(0, 8)}`;
+  const config = loadConfig({
+    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    PORT: '0',
+    QUEUE_PREFIX: prefix,
+    LOG_LEVEL: 'silent',
+    WORKER_CONCURRENCY: '4',
+    ...env,
+  });
+  const service = await startService(config, pino({ level: config.LOG_LEVEL }));
+  const redis = new Redis(redisOptionsFromUrl(service.redisUrl));
+  const evaluationQueue = new Queue(EVALUATION_QUEUE, { connection: redisOptionsFromUrl(service.redisUrl), prefix });
+  const url = service.url as string;
+
+  const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: { ...(body !== undefined ? { 'content-type': 'application/fhir+json' } : {}), ...headers },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON (metrics, HTML): keep the text
+    }
+    return { status: response.status, body: parsed as any, headers: response.headers };
+  };
+
+  return {
+    service,
+    url,
+    fhirUrl: service.fhirBaseUrl,
+    prefix,
+    redis,
+    evaluationQueue,
+    async drained(timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const counts = await evaluationQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+        if (Object.values(counts).every((count) => count === 0)) return;
+        if (Date.now() > deadline) throw new Error(`queue not drained: ${JSON.stringify(counts)}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    post: (path, body, headers) => request('POST', path, body, headers),
+    get: (path) => request('GET', path),
+    async fhirGet(path) {
+      const response = await fetch(`${service.fhirBaseUrl}/${path}`);
+      return response.json();
+    },
+    async stop() {
+      await evaluationQueue.close();
+      await service.stop();
+      // Remove this run's keys (job data and screening progress).
+      const stream = redis.scanStream({ match: `${prefix}:*`, count: 500 });
+      for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys);
+      redis.disconnect();
+    },
+  };
+}
+
+/** Polls until `check` returns a value (not undefined) or the time is up. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
