@@ -1,0 +1,160 @@
+/**
+ * `body-mass-index` (DOMAIN.md 1, criterion 4 and Decision on BMI): the latest BMI
+ * Observation within the look-back window, or a BMI computed as weight / height² from the
+ * latest body weight within the window and the latest body height (within
+ * `heightLookbackMonths`, or of any date: adults' height does not change). A weight more
+ * recent than the latest BMI Observation is preferred, so a new weighing is never hidden by
+ * an older BMI. The comparison is exact unless the criterion gives a `precision`.
+ */
+import type { UnitsData } from '../../programs/schema.js';
+import { describeRange, formatDecimal, positionInRange, roundHalfUp, type Decimal } from '../decimal.js';
+import { isWithinLookback } from '../dates.js';
+import type { CriterionResult, DataIssue, MissingData } from '../types.js';
+import { convertQuantity, resolveUnitCode } from '../units.js';
+import { enumeratedCodes } from '../value-sets.js';
+import { valueSetById, type CriterionEvaluator, type CriterionOf } from './context.js';
+import { describeQuantity, describeSpan, latestOf, quantityObservationsIn, type DatedObservation } from './observations.js';
+
+/** The units.json dimensions of the three measures (the schema gives this kind no `dimension`). */
+export const BMI_DIMENSIONS = { bmi: 'body-mass-index', weight: 'mass', height: 'length' } as const;
+
+/** Decimals shown for a computed BMI when the criterion has no `precision` (display only: the comparison stays exact). */
+const COMPUTED_DISPLAY_DECIMALS = 4;
+
+const LABEL = 'body-mass index';
+
+type Criterion = CriterionOf<'body-mass-index'>;
+
+export const evaluateBodyMassIndex: CriterionEvaluator<'body-mass-index'> = (criterion, context) => {
+  const { shared, asOf } = context;
+  const months = criterion.lookbackMonths;
+  const measures = (valueSetId: string, lookback: number | undefined): DatedObservation[] =>
+    quantityObservationsIn(context, [valueSetById(shared, valueSetId)]).filter((candidate) =>
+      isWithinLookback(candidate.date, asOf, lookback),
+    );
+  const bmi = latestOf(measures(criterion.bmiValueSet, months));
+  const weight = latestOf(measures(criterion.weightValueSet, months));
+  const height = latestOf(measures(criterion.heightValueSet, criterion.heightLookbackMonths));
+
+  if (weight && height && (!bmi || weight.date.latestInstant > bmi.date.latestInstant)) {
+    return judgeComputed(criterion, shared.units, weight, height);
+  }
+  if (bmi) return judgeObserved(criterion, shared.units, bmi);
+
+  const heightWindow =
+    criterion.heightLookbackMonths === undefined ? '' : ` within the last ${criterion.heightLookbackMonths} months`;
+  const codes = (valueSetId: string) => enumeratedCodes(valueSetById(shared, valueSetId));
+  const missing: MissingData[] = [
+    { type: 'Observation', codes: codes(criterion.bmiValueSet), description: `${LABEL} within the last ${months} months` },
+  ];
+  if (!weight) {
+    missing.push({
+      type: 'Observation',
+      codes: codes(criterion.weightValueSet),
+      description: `body weight within the last ${months} months, with a body height, to compute the ${LABEL}`,
+    });
+  }
+  if (!height) {
+    missing.push({ type: 'Observation', codes: codes(criterion.heightValueSet), description: `body height${heightWindow}` });
+  }
+  return {
+    code: criterion.code,
+    status: 'unknown',
+    reason: weight
+      ? `No ${LABEL} within the last ${months} months, and no body height${heightWindow} to compute it from the body weight of ${describeSpan(weight.date)}.`
+      : `No ${LABEL} nor body weight within the last ${months} months.`,
+    evidence: weight ? [weight.reference] : [],
+    missing,
+  };
+};
+
+function judgeObserved(criterion: Criterion, units: UnitsData, bmi: DatedObservation): CriterionResult {
+  const conversion = convertQuantity(bmi.quantity, BMI_DIMENSIONS.bmi, units);
+  if (!conversion.ok) {
+    return cannotJudge(criterion, `the latest ${LABEL} (${describeSpan(bmi.date)})`, [bmi.reference], [
+      { ...conversion.issue, resource: bmi.reference },
+    ]);
+  }
+  return judge(criterion, conversion.value, conversion.canonical, false, [bmi.reference], (shown) =>
+    `Latest ${LABEL} (${describeSpan(bmi.date)}): ${shown}`,
+  );
+}
+
+function judgeComputed(
+  criterion: Criterion,
+  units: UnitsData,
+  weight: DatedObservation,
+  height: DatedObservation,
+): CriterionResult {
+  const evidence = [weight.reference, height.reference];
+  const mass = convertQuantity(weight.quantity, BMI_DIMENSIONS.weight, units);
+  const length = convertQuantity(height.quantity, BMI_DIMENSIONS.height, units);
+  const issues: DataIssue[] = [
+    ...(mass.ok ? [] : [{ ...mass.issue, resource: weight.reference }]),
+    ...(length.ok ? [] : [{ ...length.issue, resource: height.reference }]),
+  ];
+  if (!mass.ok || !length.ok) {
+    return cannotJudge(criterion, `the ${LABEL} computed from the latest body weight and height`, evidence, issues);
+  }
+  if (mass.value.lte(0) || length.value.lte(0)) {
+    return cannotJudge(criterion, `the ${LABEL} computed from the latest body weight and height`, evidence, [
+      {
+        severity: 'error',
+        code: 'value',
+        diagnostics: 'A body weight or height that is not positive cannot give a body-mass index',
+        resource: mass.value.lte(0) ? weight.reference : height.reference,
+        expression: 'Observation.valueQuantity.value',
+      },
+    ]);
+  }
+  // kg / m² in the BMI dimension's canonical unit: the ratio's own unit must be one it knows.
+  const ratioUnit = `${mass.canonical}/${length.canonical}2`;
+  const bmiDimension = units.dimensions[BMI_DIMENSIONS.bmi];
+  const ratioCode = resolveUnitCode(ratioUnit, BMI_DIMENSIONS.bmi, units);
+  const factor = ratioCode === undefined ? undefined : bmiDimension?.factors[ratioCode];
+  if (!bmiDimension || factor === undefined) {
+    throw new Error(`units.json: dimension "${BMI_DIMENSIONS.bmi}" must accept "${ratioUnit}"`);
+  }
+  const value = mass.value.dividedBy(length.value.pow(2)).times(factor);
+  return judge(criterion, value, bmiDimension.canonical, true, evidence, (shown) =>
+    `${capitalize(LABEL)} ${shown} computed from the body weight of ${describeSpan(weight.date)} ` +
+    `(${describeQuantity(weight.quantity)}) and the body height of ${describeSpan(height.date)} (${describeQuantity(height.quantity)})`,
+  );
+}
+
+function judge(
+  criterion: Criterion,
+  exact: Decimal,
+  unit: string,
+  computed: boolean,
+  evidence: string[],
+  describe: (shown: string) => string,
+): CriterionResult {
+  const rounded = roundHalfUp(exact, criterion.precision);
+  const shown =
+    criterion.precision !== undefined
+      ? formatDecimal(rounded, criterion.precision)
+      : formatDecimal(computed ? roundHalfUp(exact, COMPUTED_DISPLAY_DECIMALS) : exact);
+  const position = positionInRange(rounded, criterion.low, criterion.high);
+  return {
+    code: criterion.code,
+    status: position === 'within' ? 'met' : 'not-met',
+    value: { type: 'Quantity', value: shown, unit, code: unit },
+    reason: `${describe(`${shown} ${unit}`)}, ${position} the required range ${describeRange(criterion.low, criterion.high, unit)}.`,
+    evidence,
+  };
+}
+
+function cannotJudge(criterion: Criterion, what: string, evidence: string[], issues: DataIssue[]): CriterionResult {
+  return {
+    code: criterion.code,
+    status: 'unknown',
+    reason: `${capitalize(what)} cannot be judged: ${issues.map((issue) => issue.diagnostics).join('; ')}.`,
+    evidence,
+    issues,
+  };
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
