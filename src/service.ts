@@ -18,6 +18,7 @@ import { createApp } from './http/app.js';
 import { checkMaxmemoryPolicy, ensureRedis, type EnsuredRedis } from './infra/local-redis.js';
 import { createMetrics } from './infra/metrics.js';
 import { loadProgramCatalog } from './programs/load-programs.js';
+import { initValidation } from './fhir/validation.js';
 import { createQueues } from './queue/queues.js';
 import { ScreeningStore } from './queue/screening-store.js';
 import { startWorkers } from './queue/workers.js';
@@ -75,6 +76,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
     ...(config.PROGRAMS ? { programIds: config.PROGRAMS.split(',').map((id) => id.trim()).filter(Boolean) } : {}),
   });
   log.info({ programs: [...catalog.programs.keys()], siteDir: config.SITE_DIR ?? null }, 'program data loaded');
+  // R4 definitions and our profiles (about a second): paid at start-up, not by the first request.
+  const profiles = initValidation({ profilesDir: config.PROFILES_DIR });
+  log.info({ profiles: profiles.length }, 'profiles loaded');
 
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async (): Promise<void> => {

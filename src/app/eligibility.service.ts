@@ -9,16 +9,12 @@
  */
 import { DateTime } from 'luxon';
 import { evaluateEligibility, observationCodesOfInterest } from '../domain/evaluate.js';
-import { deterministicUuid } from '../domain/ids.js';
 import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
-import { enrolmentProposalTask, verdictToGuidanceResponse } from '../domain/verdict-fhir.js';
+import { enrolmentProposalTask, enrolmentProposalTaskId, guidanceResponseId, verdictToGuidanceResponse } from '../domain/verdict-fhir.js';
 import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import { fetchPatientRecord } from '../fhir/patient-record.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
-
-/** Namespace of the adapter's deterministic resource ids (a fixed random UUID). */
-const ID_NAMESPACE = '6f1c1a52-8f57-4d3b-9a4e-2b9f0c7d5e31';
 
 /** EpisodeOfCare.type coding that marks an enrolment in a program (written by the enrolment feature). */
 export const PROGRAM_CODE_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/program';
@@ -34,14 +30,6 @@ export interface RecordedVerdict {
   guidanceResponseWritten: boolean;
   task?: string;
   taskWritten: boolean;
-}
-
-export function guidanceResponseId(programId: string, patientId: string): string {
-  return deterministicUuid(ID_NAMESPACE, `GuidanceResponse|${programId}|${patientId}`);
-}
-
-export function enrolmentTaskId(programId: string, patientId: string): string {
-  return deterministicUuid(ID_NAMESPACE, `Task|enrolment-proposal|${programId}|${patientId}`);
 }
 
 function verdictOf(response: fhir4.GuidanceResponse | undefined): fhir4.Parameters | undefined {
@@ -88,8 +76,8 @@ export class EligibilityService {
   /** Queued evaluation: evaluates and records the verdict; idempotent. */
   async evaluateAndRecord(programId: string, patientId: string, asOf?: CalendarDate): Promise<RecordedVerdict> {
     const program = this.program(programId);
-    const grId = guidanceResponseId(programId, patientId);
-    const taskId = enrolmentTaskId(programId, patientId);
+    const grId = guidanceResponseId(program, patientId);
+    const taskId = enrolmentProposalTaskId(program, patientId);
     const [{ record, extras }, directory] = await Promise.all([
       fetchPatientRecord(this.fhir, { patientId, observationCodes: this.observationCodes }, [
         `GuidanceResponse/${grId}`,

@@ -104,6 +104,9 @@ export const criterionSchema = z.discriminatedUnion('kind', [
     kind: z.literal('active-condition'),
     valueSet: valueSetId,
     label: z.string().min(1),
+    /** Verdict when no Condition of the value set is recorded at all: `unknown` asks for the
+     * diagnosis (it may not be coded yet), `not-met` treats the patient as outside the population. */
+    whenAbsent: z.enum(['unknown', 'not-met']).default('unknown'),
   }),
   z.strictObject({
     ...criterionBase,

@@ -1,8 +1,8 @@
 /**
  * `active-condition` (DOMAIN.md 2, Population: people with type-2 diabetes). Met when an
- * active Condition is coded in the value set. **Decision**: when no Condition of the value
- * set is recorded at all the criterion is `unknown` (the diagnosis may simply not be coded
- * yet: the verdict asks for it), while a recorded but resolved or inactive one is `not-met`.
+ * active Condition is coded in the value set; a recorded but resolved or inactive one is
+ * `not-met`. When none is recorded at all, the program data decides (`whenAbsent`):
+ * `unknown` asks for the diagnosis, `not-met` treats the patient as outside the population.
  * `value`: whether an active one is recorded.
  */
 import { versionedReference } from '../references.js';
@@ -30,6 +30,15 @@ export const evaluateActiveCondition: CriterionEvaluator<'active-condition'> = (
       value: { type: 'boolean', value: false },
       reason: `The ${criterion.label} recorded is not active (resolved or inactive).`,
       evidence: conditions.map(versionedReference),
+    };
+  }
+  if (criterion.whenAbsent === 'not-met') {
+    return {
+      code: criterion.code,
+      status: 'not-met',
+      value: { type: 'boolean', value: false },
+      reason: `No ${criterion.label} diagnosis recorded.`,
+      evidence: [],
     };
   }
   return {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CriterionStatus } from '../../../src/domain/types.js';
 import { ICD10, SNOMED, condition, criterion, record } from './fhir-fixtures.js';
-import { fnmf, rediab } from './program-fixtures.js';
+import { fnmf, rediab, withCriterion } from './program-fixtures.js';
 
 type ConditionCase = [name: string, conditions: () => fhir4.Condition[], status: CriterionStatus];
 
@@ -44,21 +44,32 @@ describe('no-active-condition: no active diabetes (FNMF exclusion)', () => {
 });
 
 describe('active-condition: type 2 diabetes (REDIAB)', () => {
+  // REDIAB's data says whenAbsent "not-met"; the "unknown" variant asks for the diagnosis instead.
+  const asking = withCriterion(rediab, 'type-2-diabetes', (c) => ({ ...c, whenAbsent: 'unknown' }) as typeof c);
   it.each<ConditionCase>([
     ['active SNOMED 44054006', () => [condition('44054006', SNOMED, { clinical: 'active' })], 'met'],
     ['active ICD-10 E11.9', () => [condition('E11.9', ICD10, { clinical: 'active' })], 'met'],
     ['active ICD-10 E119 (no dot)', () => [condition('E119', ICD10, { clinical: 'active' })], 'met'],
     ['resolved type 2 diabetes', () => [condition('44054006', SNOMED, { clinical: 'resolved' })], 'not-met'],
-    ['no diagnosis at all: asks for one', () => [], 'unknown'],
-    ['only type 1 diabetes', () => [condition('E10.9', ICD10, { clinical: 'active' })], 'unknown'],
-    ['entered in error only', () => [condition('44054006', SNOMED, { clinical: 'active', verification: 'entered-in-error' })], 'unknown'],
+    ['no diagnosis at all (REDIAB: outside the population)', () => [], 'not-met'],
+    ['only type 1 diabetes', () => [condition('E10.9', ICD10, { clinical: 'active' })], 'not-met'],
+    ['entered in error only', () => [condition('44054006', SNOMED, { clinical: 'active', verification: 'entered-in-error' })], 'not-met'],
   ])('%s → %s', (_name, conditions, status) => {
     const result = criterion(rediab, 'type-2-diabetes', record({ conditions: conditions() }));
     expect(result.status).toBe(status);
   });
 
+  it.each<ConditionCase>([
+    ['no diagnosis at all: asks for one', () => [], 'unknown'],
+    ['only type 1 diabetes', () => [condition('E10.9', ICD10, { clinical: 'active' })], 'unknown'],
+    ['resolved type 2 diabetes stays not-met', () => [condition('44054006', SNOMED, { clinical: 'resolved' })], 'not-met'],
+  ])('whenAbsent unknown: %s → %s', (_name, conditions, status) => {
+    const result = criterion(asking, 'type-2-diabetes', record({ conditions: conditions() }));
+    expect(result.status).toBe(status);
+  });
+
   it('lists the codes that would settle an unknown', () => {
-    const result = criterion(rediab, 'type-2-diabetes', record());
+    const result = criterion(asking, 'type-2-diabetes', record());
     expect(result.missing).toEqual([
       {
         type: 'Condition',
