@@ -20,7 +20,7 @@ const configSchema = z.object({
   /** FHIR R4 server of record. Empty: an embedded in-memory server is started. */
   FHIR_BASE_URL: z.string().url().optional(),
   /** Port of the embedded FHIR server (0: any free port). */
-  EMBEDDED_FHIR_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  EMBEDDED_FHIR_PORT: z.coerce.number().int().min(0).max(65535).default(8081),
   /** Timeout of one request to the FHIR server, ms. */
   FHIR_TIMEOUT_MS: z.coerce.number().int().min(100).default(15000),
   /** Attempts for a FHIR request answered 429/5xx or timing out (Retry-After is honoured). */

@@ -33,6 +33,7 @@ export async function startTestService(env: Record<string, string> = {}): Promis
   const config = loadConfig({
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     PORT: '0',
+    EMBEDDED_FHIR_PORT: '0',
     QUEUE_PREFIX: prefix,
     LOG_LEVEL: 'silent',
     WORKER_CONCURRENCY: '4',
