@@ -72,6 +72,7 @@ function packageVersion(): string {
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
   const catalog = loadProgramCatalog({
     mappingsDir: config.MAPPINGS_DIR,
+    profilesDir: config.PROFILES_DIR,
     ...(config.SITE_DIR ? { siteDir: config.SITE_DIR } : {}),
     ...(config.PROGRAMS ? { programIds: config.PROGRAMS.split(',').map((id) => id.trim()).filter(Boolean) } : {}),
   });

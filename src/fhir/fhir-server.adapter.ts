@@ -27,11 +27,17 @@ interface ClientError {
 const TRANSIENT_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
 const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Seconds or an HTTP date (RFC 9110 §10.2.3) → milliseconds from now. */
+/** Every HTTP-date form (IMF-fixdate, RFC 850, asctime; RFC 9110 §5.6.7) starts with a day name. */
+const HTTP_DATE_START = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s/i;
+
+/** Seconds or an HTTP date (RFC 9110 §10.2.3) → milliseconds from now; undefined when it is neither. */
 export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
+  const trimmed = value?.trim();
+  if (!trimmed) return undefined;
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Date.parse alone is lenient ("1.5" and "-5" parse as dates in 2001): require a date's shape first.
+  if (!HTTP_DATE_START.test(trimmed)) return undefined;
+  const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
@@ -156,9 +162,10 @@ export class HttpFhirServer implements FhirServer {
     }
   }
 
-  async update<T extends fhir4.Resource>(resource: T & { id: string }): Promise<FhirWriteResult<T>> {
+  async update<T extends fhir4.Resource>(resource: T & { id: string }, options: { ifMatch?: string } = {}): Promise<FhirWriteResult<T>> {
+    const headers: Record<string, string> = options.ifMatch ? { 'If-Match': `W/"${options.ifMatch}"` } : {};
     const { body, status } = await this.call(`update ${resource.resourceType}`, (signal) =>
-      this.client.update({ resourceType: resource.resourceType, id: resource.id, body: resource as never, options: { signal } }),
+      this.client.update({ resourceType: resource.resourceType, id: resource.id, body: resource as never, options: { headers, signal } }),
     );
     return { resource: body as T, status };
   }

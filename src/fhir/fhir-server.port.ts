@@ -34,8 +34,11 @@ export interface FhirServer {
   searchAll<T extends fhir4.Resource>(resourceType: string, params: Record<string, string | string[]>, maxPages?: number): Promise<T[]>;
   /** POST with optional `If-None-Exist` (conditional create). */
   create<T extends fhir4.Resource>(resource: T, options?: { ifNoneExist?: string }): Promise<FhirWriteResult<T>>;
-  /** PUT `Type/id` (update, or create with a client-assigned id). */
-  update<T extends fhir4.Resource>(resource: T & { id: string }): Promise<FhirWriteResult<T>>;
+  /**
+   * PUT `Type/id` (update, or create with a client-assigned id). With `ifMatch` (a versionId)
+   * the server refuses with 412 when the resource changed since it was read.
+   */
+  update<T extends fhir4.Resource>(resource: T & { id: string }, options?: { ifMatch?: string }): Promise<FhirWriteResult<T>>;
   batch(bundle: fhir4.Bundle): Promise<fhir4.Bundle>;
   transaction(bundle: fhir4.Bundle): Promise<fhir4.Bundle>;
   /** Cheap liveness probe (`GET metadata` or a `_count=0` search). */

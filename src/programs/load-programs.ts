@@ -18,8 +18,10 @@ import {
   type CriterionDefinition,
   type LoadedProgram,
   type ProgramCatalog,
+  type UnitsData,
   type ValueSetData,
 } from './schema.js';
+import { enrolmentSchema } from './enrolment-schema.js';
 
 export class ProgramDataError extends Error {
   override name = 'ProgramDataError';
@@ -84,6 +86,8 @@ export function valueSetsOfCriterion(criterion: CriterionDefinition): string[] {
 
 export interface LoadOptions {
   mappingsDir: string;
+  /** Folder of PlanDefinitions / ActivityDefinitions (the project's `profiles/`); absent: none loaded. */
+  profilesDir?: string;
   siteDir?: string;
   /** Program ids to run; undefined: all found. */
   programIds?: string[];
@@ -96,6 +100,7 @@ export function loadProgramCatalog(options: LoadOptions): ProgramCatalog {
   const unitsFile = files.get('units.json');
   if (!unitsFile) throw new ProgramDataError(`${options.mappingsDir}/units.json is missing`);
   const units = parseFile(unitsFile, unitsSchema);
+  checkUnits(unitsFile, units);
 
   const valueSets = new Map<string, ValueSetData>();
   for (const [relative, file] of files) {
@@ -122,11 +127,13 @@ export function loadProgramCatalog(options: LoadOptions): ProgramCatalog {
     const centresFile = sibling('centres.json');
     const insurersFile = sibling('insurers.json');
     const areasFile = sibling('residence-areas.json');
+    const enrolmentFile = sibling('enrolment.json');
     const program: LoadedProgram = {
       definition,
       centres: centresFile ? parseFile(centresFile, centresSchema).centres : [],
       insurers: insurersFile ? parseFile(insurersFile, insurersSchema).insurers : [],
       residenceAreas: areasFile ? parseFile(areasFile, residenceAreasSchema).areas : [],
+      ...(enrolmentFile ? { enrolment: parseFile(enrolmentFile, enrolmentSchema) } : {}),
     };
     checkReferences(file, program, valueSets, units.dimensions);
     programs.set(definition.id, program);
@@ -137,7 +144,89 @@ export function loadProgramCatalog(options: LoadOptions): ProgramCatalog {
     if (missing.length) throw new ProgramDataError(`PROGRAMS names unknown program(s): ${missing.join(', ')}`);
   }
   if (programs.size === 0) throw new ProgramDataError(`No program found under ${options.mappingsDir}/programs/`);
-  return { programs, valueSets, units };
+
+  const { planDefinitions, activityDefinitions } = loadPlanDefinitions(options.profilesDir, options.siteDir);
+  // Plans are checked against the definitions when they are loaded (the service always does).
+  for (const [relative, file] of options.profilesDir ? files : []) {
+    const match = /^programs\/([^/]+)\/enrolment\.json$/.exec(relative);
+    const program = match ? programs.get(match[1] as string) : undefined;
+    if (program?.enrolment) checkPlans(file, program, planDefinitions, activityDefinitions);
+  }
+  return { programs, valueSets, units, planDefinitions, activityDefinitions };
+}
+
+/** PlanDefinition / ActivityDefinition JSON files of `profilesDir`, overlaid by `siteDir/profiles/` file by file. */
+function loadPlanDefinitions(
+  profilesDir: string | undefined,
+  siteDir: string | undefined,
+): { planDefinitions: Map<string, fhir4.PlanDefinition>; activityDefinitions: Map<string, fhir4.ActivityDefinition> } {
+  const planDefinitions = new Map<string, fhir4.PlanDefinition>();
+  const activityDefinitions = new Map<string, fhir4.ActivityDefinition>();
+  const files = new Map<string, string>();
+  for (const dir of [profilesDir, siteDir ? path.join(siteDir, 'profiles') : undefined]) {
+    if (!dir || !existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) {
+      if (/^(PlanDefinition|ActivityDefinition)-.+\.json$/.test(name)) files.set(name, path.join(dir, name));
+    }
+  }
+  for (const file of files.values()) {
+    let resource: { resourceType?: string; url?: string };
+    try {
+      resource = JSON.parse(readFileSync(file, 'utf8')) as { resourceType?: string; url?: string };
+    } catch (error) {
+      throw new ProgramDataError(`${file}: not valid JSON (${(error as Error).message})`);
+    }
+    if (!resource.url) throw new ProgramDataError(`${file}: field url: a canonical URL is required`);
+    if (resource.resourceType === 'PlanDefinition') planDefinitions.set(resource.url, resource as fhir4.PlanDefinition);
+    else if (resource.resourceType === 'ActivityDefinition') activityDefinitions.set(resource.url, resource as fhir4.ActivityDefinition);
+    else throw new ProgramDataError(`${file}: field resourceType: expected PlanDefinition or ActivityDefinition`);
+  }
+  return { planDefinitions, activityDefinitions };
+}
+
+function checkPlans(
+  file: string,
+  program: LoadedProgram,
+  planDefinitions: ReadonlyMap<string, fhir4.PlanDefinition>,
+  activityDefinitions: ReadonlyMap<string, fhir4.ActivityDefinition>,
+): void {
+  const enrolment = program.enrolment;
+  if (!enrolment) return;
+  const roles = new Set(enrolment.careTeamRoles.map((role) => role.code));
+  const plans = [...enrolment.plans.map((plan, index) => ({ plan, where: `plans.${index}` })), ...enrolment.onDemandPlans.map((plan, index) => ({ plan, where: `onDemandPlans.${index}` }))];
+  for (const { plan, where } of plans) {
+    const definition = planDefinitions.get(plan.planDefinition);
+    if (!definition) throw new ProgramDataError(`${file}: field ${where}.planDefinition: no PlanDefinition ${plan.planDefinition} in profiles/`);
+    (definition.action ?? []).forEach((action, index) => {
+      const at = `PlanDefinition ${plan.planDefinition} action ${action.id ?? index}`;
+      if (!action.definitionCanonical || !activityDefinitions.has(action.definitionCanonical)) {
+        throw new ProgramDataError(`${file}: ${at}: ActivityDefinition ${action.definitionCanonical ?? '(none)'} not found in profiles/`);
+      }
+      for (const participant of action.participant ?? []) {
+        const role = participant.role?.coding?.[0]?.code;
+        if (role && !roles.has(role)) throw new ProgramDataError(`${file}: ${at}: role "${role}" is not in careTeamRoles`);
+      }
+    });
+  }
+  if (enrolment.plans.some((plan) => plan.requiresRole && !roles.has(plan.requiresRole))) {
+    throw new ProgramDataError(`${file}: field plans: requiresRole names a role that is not in careTeamRoles`);
+  }
+}
+
+/** Within each dimension: the canonical unit converts to itself (factor 1), and every alias names a unit with a factor. */
+function checkUnits(file: string, units: UnitsData): void {
+  for (const [name, dimension] of Object.entries(units.dimensions)) {
+    const where = `${file}: field dimensions.${name}`;
+    const canonicalFactor = Object.hasOwn(dimension.factors, dimension.canonical) ? dimension.factors[dimension.canonical] : undefined;
+    if (canonicalFactor === undefined || Number(canonicalFactor) !== 1) {
+      throw new ProgramDataError(`${where}.factors: the canonical unit "${dimension.canonical}" needs the factor "1"`);
+    }
+    for (const [alias, target] of Object.entries(dimension.aliases)) {
+      if (!Object.hasOwn(dimension.factors, target)) {
+        throw new ProgramDataError(`${where}.aliases.${alias}: "${target}" is not one of this dimension's factors`);
+      }
+    }
+  }
 }
 
 function checkReferences(

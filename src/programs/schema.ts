@@ -8,6 +8,7 @@
  * This module is pure (zod only): loading files is `load-programs.ts`.
  */
 import { z } from 'zod';
+import type { EnrolmentData } from './enrolment-schema.js';
 
 /** A decimal written as a JSON string ("1.10") so no binary-float rounding enters program data. */
 export const decimalString = z
@@ -220,6 +221,8 @@ export interface LoadedProgram {
   centres: CentresData['centres'];
   insurers: InsurersData['insurers'];
   residenceAreas: ResidenceAreasData['areas'];
+  /** Enrolment, plans and sessions (`enrolment.json`); absent: the program only screens. */
+  enrolment?: EnrolmentData;
 }
 
 /** Data shared by every program. */
@@ -227,4 +230,7 @@ export interface ProgramCatalog {
   programs: ReadonlyMap<string, LoadedProgram>;
   valueSets: ReadonlyMap<string, ValueSetData>;
   units: UnitsData;
+  /** PlanDefinitions and ActivityDefinitions of `profiles/` (and SITE_DIR/profiles/), by canonical URL. */
+  planDefinitions: ReadonlyMap<string, fhir4.PlanDefinition>;
+  activityDefinitions: ReadonlyMap<string, fhir4.ActivityDefinition>;
 }

@@ -46,7 +46,8 @@ export function loadCatalog(): ProgramCatalog {
     const valueSet = valueSetSchema.parse(readJson(join(valueSetsDir, file)));
     valueSets.set(valueSet.id, valueSet);
   }
-  return { programs, valueSets, units: unitsSchema.parse(readJson(join(MAPPINGS, 'units.json'))) };
+  // The eligibility rules read no plan definitions.
+  return { programs, valueSets, units: unitsSchema.parse(readJson(join(MAPPINGS, 'units.json'))), planDefinitions: new Map(), activityDefinitions: new Map() };
 }
 
 export const catalog = loadCatalog();
