@@ -7,16 +7,22 @@ import { DateTime } from 'luxon';
 import { loadConfig } from './config/config.js';
 import { demoBundle } from './demo/demo-data.js';
 import { createLogger } from './infra/logger.js';
-import { startService } from './service.js';
+import { startService, type RunningService } from './service.js';
 
 async function main(): Promise<void> {
   const demo = process.argv.includes('--demo');
   const config = loadConfig({ ...process.env, ...(demo ? { DEMO_DATA: 'true' } : {}) });
   const log = createLogger(config.LOG_LEVEL);
-  const service = await startService(config, log);
 
+  // Handlers first: a SIGTERM during start-up stops the service once it is up, drained as usual.
+  let service: RunningService | undefined;
+  let stopRequested: string | undefined;
   let stopping = false;
   const stop = (signal: string): void => {
+    if (!service) {
+      stopRequested = signal;
+      return;
+    }
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: draining HTTP and workers');
@@ -30,6 +36,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  service = await startService(config, log);
+  if (stopRequested) {
+    stop(stopRequested);
+    return;
+  }
 
   if (config.DEMO_DATA && service.url) {
     const today = DateTime.now().setZone(config.TZ_DEFAULT).toISODate() as string;

@@ -61,12 +61,16 @@ export function redisOptionsFromUrl(url: string): RedisSettings {
   };
 }
 
+/** The version in the nearest package.json above this module (from src/ under tsx, or dist/src/). */
 function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
+  for (let url = new URL('./', import.meta.url); url.pathname !== '/'; url = new URL('../', url)) {
+    try {
+      return (JSON.parse(readFileSync(new URL('package.json', url), 'utf8')) as { version: string }).version;
+    } catch {
+      // not here: look one folder up
+    }
   }
+  return '0.0.0';
 }
 
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
@@ -117,9 +121,12 @@ export async function startService(config: Config, log: Logger): Promise<Running
     if (warning) log.warn(warning);
 
     const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS });
-    const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS);
+    const directoryGenerationKey = `${config.QUEUE_PREFIX}:centre-directory:generation`;
+    const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS, () => redis.get(directoryGenerationKey));
     const eligibility = new EligibilityService(fhir, catalog, directory);
-    const ingestion = new IngestionService(fhir, catalog, () => directory.invalidate());
+    const ingestion = new IngestionService(fhir, catalog, async () => {
+      await redis.incr(directoryGenerationKey);
+    });
     const metrics = createMetrics();
     const queues = createQueues(redisOptions, config.QUEUE_PREFIX, (error) => log.error({ err: { message: error.message } }, 'queue error'));
     cleanups.push(() => queues.close());

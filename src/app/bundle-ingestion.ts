@@ -84,12 +84,14 @@ export async function ingestBundle(body: unknown, fhir: FhirServer, ingestion: I
 
   const forwardedIndexes = entries.map((_, index) => index).filter((index) => !failures.has(index));
   const forwarded: fhir4.Bundle = { resourceType: 'Bundle', type: bundle.type, entry: forwardedIndexes.map((index) => entries[index] as fhir4.BundleEntry) };
-  ingestion.prepareBundle(forwarded);
+  const { touchesDirectory } = ingestion.prepareBundle(forwarded);
   const serverResponse = forwardedIndexes.length
     ? bundle.type === 'transaction'
       ? await fhir.transaction(forwarded)
       : await fhir.batch(forwarded)
     : { resourceType: 'Bundle' as const, type: 'batch-response' as const, entry: [] };
+
+  if (touchesDirectory) await ingestion.directoryChanged();
 
   // Stored location of each input entry, and fullUrl → stored reference (to resolve urn:uuid).
   const stored = new Map<number, { type: string; id: string; reference: string }>();

@@ -29,7 +29,8 @@ export const PUSHABLE_TYPES = [
   'Practitioner',
   'PractitionerRole',
 ] as const;
-const DIRECTORY_TYPES = new Set(['Organization', 'Practitioner', 'PractitionerRole']);
+/** Types that change who practises in which centre (the centre directory). */
+export const DIRECTORY_TYPES = new Set(['Organization', 'Practitioner', 'PractitionerRole']);
 
 export interface CheckResult {
   /** 400 structure problems, 422 business-rule problems. */
@@ -94,7 +95,8 @@ export class IngestionService {
   constructor(
     private readonly fhir: FhirServer,
     private readonly catalog: ProgramCatalog,
-    private readonly onDirectoryChange: () => void,
+    /** Called after a directory resource was stored (bumps the shared directory generation). */
+    readonly directoryChanged: () => Promise<void>,
   ) {}
 
   /**
@@ -149,18 +151,20 @@ export class IngestionService {
   async store<T extends fhir4.Resource>(resource: T): Promise<{ resource: T; created: boolean }> {
     const ifNoneExist = idempotencyQuery(resource);
     const { resource: stored, status } = await this.fhir.create(resource, { ifNoneExist });
-    if (DIRECTORY_TYPES.has(resource.resourceType)) this.onDirectoryChange();
+    if (DIRECTORY_TYPES.has(resource.resourceType)) await this.directoryChanged();
     return { resource: stored, created: status === 201 };
   }
 
-  /** Adds idempotency conditions to a Bundle's POST entries (in place). */
-  prepareBundle(bundle: fhir4.Bundle): void {
+  /** Adds idempotency conditions to a Bundle's POST entries (in place); tells whether it holds directory resources. */
+  prepareBundle(bundle: fhir4.Bundle): { touchesDirectory: boolean } {
+    let touchesDirectory = false;
     for (const entry of bundle.entry ?? []) {
       if (entry.resource && entry.request?.method === 'POST' && !entry.request.ifNoneExist) {
         entry.request.ifNoneExist = idempotencyQuery(entry.resource);
       }
-      if (entry.resource && DIRECTORY_TYPES.has(entry.resource.resourceType)) this.onDirectoryChange();
+      if (entry.resource && DIRECTORY_TYPES.has(entry.resource.resourceType)) touchesDirectory = true;
     }
+    return { touchesDirectory };
   }
 }
 

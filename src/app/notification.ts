@@ -11,22 +11,29 @@
  */
 import { badRequest } from '../http/outcomes.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
-import { patientIdOf, patientReferenceOf, versionedReference } from './ingestion.service.js';
+import { DIRECTORY_TYPES, patientIdOf, patientReferenceOf, versionedReference } from './ingestion.service.js';
 
 export interface NotificationResult {
   kind: 'ping' | 'handshake' | 'heartbeat' | 'event-notification' | 'resource';
   touched: Map<string, string[]>;
+  /** An Organization, Practitioner or PractitionerRole changed: the centre directory must be refreshed. */
+  touchesDirectory: boolean;
 }
 
 function notificationType(status: fhir4.Resource | undefined): string | undefined {
   if (!status) return undefined;
   if (status.resourceType === 'Parameters') {
-    return (status as fhir4.Parameters).parameter?.find((p) => p.name === 'type')?.valueCode;
+    const parameters = (status as fhir4.Parameters).parameter;
+    if (parameters !== undefined && !Array.isArray(parameters)) throw badRequest('Parameters.parameter must be an array', 'Bundle.entry[0].resource.parameter');
+    return parameters?.find((p) => p?.name === 'type')?.valueCode;
   }
   return (status as { type?: string }).type;
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
 function add(touched: Map<string, string[]>, resource: fhir4.Resource): void {
+  if (DIRECTORY_TYPES.has(resource.resourceType)) touched.set(DIRECTORY_MARK, []);
   const patientId = resource.resourceType === 'Patient' ? resource.id : patientIdOf(patientReferenceOf(resource));
   if (!patientId) return;
   const list = touched.get(patientId) ?? [];
@@ -34,26 +41,43 @@ function add(touched: Map<string, string[]>, resource: fhir4.Resource): void {
   touched.set(patientId, list);
 }
 
+/** Key under which `add` notes a directory change (never a FHIR id: it has a space). */
+const DIRECTORY_MARK = 'directory changed';
+
+function result(kind: NotificationResult['kind'], touched: Map<string, string[]>): NotificationResult {
+  const touchesDirectory = touched.delete(DIRECTORY_MARK);
+  return { kind, touched, touchesDirectory };
+}
+
 export async function handleNotification(body: unknown, fhir: FhirServer): Promise<NotificationResult> {
   const touched = new Map<string, string[]>();
-  if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return { kind: 'ping', touched };
-  const resource = body as fhir4.Resource;
-  if (typeof resource.resourceType !== 'string') throw badRequest('A notification is a Bundle or a FHIR resource', '(root)');
+  // No body (Express leaves it undefined, or {} for an empty JSON body): an R4 core ping.
+  if (body === undefined || (isObject(body) && Object.keys(body).length === 0)) return result('ping', touched);
+  if (!isObject(body) || typeof body['resourceType'] !== 'string') throw badRequest('A notification is a Bundle or a FHIR resource', '(root)');
+  const resource = body as unknown as fhir4.Resource;
 
   if (resource.resourceType !== 'Bundle' || (resource as fhir4.Bundle).type !== 'history') {
     if (!resource.id) throw badRequest('A notified resource needs its id', `${resource.resourceType}.id`);
     add(touched, resource);
-    return { kind: 'resource', touched };
+    return result('resource', touched);
   }
 
-  const [statusEntry, ...events] = (resource as fhir4.Bundle).entry ?? [];
+  const entries: unknown = (resource as fhir4.Bundle).entry ?? [];
+  if (!Array.isArray(entries)) throw badRequest('Bundle.entry must be an array', 'Bundle.entry');
+  entries.forEach((entry, index) => {
+    if (!isObject(entry)) throw badRequest('Each entry must be an object', `Bundle.entry[${index}]`);
+  });
+  const [statusEntry, ...events] = entries as fhir4.BundleEntry[];
   const type = notificationType(statusEntry?.resource);
-  if (type === 'handshake' || type === 'heartbeat') return { kind: type, touched };
+  if (type === 'handshake' || type === 'heartbeat') return result(type, touched);
   if (type !== undefined && type !== 'event-notification') throw badRequest(`Unsupported notification type "${type}"`, 'Bundle.entry[0].resource');
 
   const server = new URL(fhir.baseUrl.endsWith('/') ? fhir.baseUrl : `${fhir.baseUrl}/`);
   for (const [index, entry] of events.entries()) {
     if (entry.resource) {
+      if (!isObject(entry.resource) || typeof entry.resource.resourceType !== 'string' || !entry.resource.id) {
+        throw badRequest('A full-resource event entry needs a resource with its id', `Bundle.entry[${index + 1}].resource`);
+      }
       add(touched, entry.resource);
       continue;
     }
@@ -68,5 +92,5 @@ export async function handleNotification(body: unknown, fhir: FhirServer): Promi
     const current = await fhir.readIfExists<fhir4.Resource>(match[1] as string, match[2] as string);
     if (current) add(touched, current);
   }
-  return { kind: 'event-notification', touched };
+  return result('event-notification', touched);
 }

@@ -4,8 +4,9 @@
  * those roles' Practitioners. `gp-in-centre` then follows Patient.generalPractitioner
  * through this map with no request per patient.
  *
- * Cached per program for `ttlMs`; `invalidate()` is called when the adapter itself ingests
- * an Organization, PractitionerRole or Practitioner.
+ * Cached per program for `ttlMs`. Every process (API and workers) also compares a shared
+ * generation (a Redis counter the adapter increments whenever it stores an Organization,
+ * PractitionerRole or Practitioner) so a GP pushed through one process counts at once in all.
  */
 import type { CentreDirectory } from '../domain/types.js';
 import type { LoadedProgram } from '../programs/schema.js';
@@ -38,25 +39,24 @@ export async function resolveCentreDirectory(fhir: FhirServer, program: LoadedPr
 }
 
 export class CentreDirectoryCache {
-  private readonly entries = new Map<string, { at: number; value: Promise<CentreDirectory> }>();
+  private readonly entries = new Map<string, { at: number; generation: string | null; value: Promise<CentreDirectory> }>();
 
   constructor(
     private readonly fhir: FhirServer,
     private readonly ttlMs: number,
+    /** Shared generation of the directory data; a change forces a refresh. */
+    private readonly generation: () => Promise<string | null> = async () => null,
     private readonly now: () => number = Date.now,
   ) {}
 
-  get(program: LoadedProgram): Promise<CentreDirectory> {
+  async get(program: LoadedProgram): Promise<CentreDirectory> {
     const key = program.definition.id;
+    const generation = await this.generation();
     const cached = this.entries.get(key);
-    if (cached && this.now() - cached.at < this.ttlMs) return cached.value;
+    if (cached && cached.generation === generation && this.now() - cached.at < this.ttlMs) return cached.value;
     const value = resolveCentreDirectory(this.fhir, program);
-    this.entries.set(key, { at: this.now(), value });
+    this.entries.set(key, { at: this.now(), generation, value });
     value.catch(() => this.entries.delete(key));
     return value;
-  }
-
-  invalidate(): void {
-    this.entries.clear();
   }
 }

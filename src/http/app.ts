@@ -118,8 +118,9 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  // FHIR endpoints accept FHIR JSON only (415 otherwise).
-  app.use('/fhir', (req, _res, next) => {
+  // FHIR endpoints and the rest-hook accept FHIR JSON only (415 otherwise): a body we would
+  // not parse must never be mistaken for an empty notification.
+  app.use(['/fhir', '/hooks'], (req, _res, next) => {
     if ((req.method === 'POST' || req.method === 'PUT') && req.headers['content-length'] !== '0' && (req.headers['transfer-encoding'] || Number(req.headers['content-length'] ?? 0) > 0)) {
       if (!req.is(['application/fhir+json', 'application/json'])) {
         next(unsupportedMediaType(`Content-Type must be application/fhir+json, got "${req.headers['content-type'] ?? 'none'}"`));
@@ -249,6 +250,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Rest-hook endpoint to configure in a Subscription's channel.endpoint.
   app.post('/hooks/subscription', async (req, res) => {
     const result = await handleNotification(req.body, deps.fhir);
+    if (result.touchesDirectory) await ingestion.directoryChanged();
     await enqueue(evaluationsFor(result.touched, eligibility.programIds));
     sendFhir(res, 200, allOk(`${result.kind}: ${result.touched.size} patient(s) queued for evaluation`));
   });
@@ -263,6 +265,11 @@ export function createApp(deps: AppDeps): express.Express {
     if (type === 'entity.parse.failed') return sendFhir(res, 400, operationOutcome([{ code: 'structure', diagnostics: 'The body is not valid JSON' }]));
     if (type === 'entity.too.large') return sendFhir(res, 413, operationOutcome([{ code: 'too-costly', diagnostics: `The body is larger than ${deps.maxBodyBytes} bytes` }]));
     if (type === 'encoding.unsupported' || type === 'charset.unsupported') return sendFhir(res, 415, operationOutcome([{ code: 'not-supported', diagnostics: 'Unsupported body encoding' }]));
+    // Other client errors raised by Express or body-parser (e.g. a path that cannot be percent-decoded).
+    const clientStatus = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode;
+    if (error instanceof URIError || (typeof clientStatus === 'number' && clientStatus >= 400 && clientStatus < 500)) {
+      return sendFhir(res, 400, operationOutcome([{ code: 'invalid', diagnostics: 'Malformed request (the path or a header cannot be decoded)' }]));
+    }
     if (error instanceof UnknownProgramError) return sendFhir(res, 400, operationOutcome([{ code: 'not-found', diagnostics: error.message, expression: [`Parameters.parameter.where(name='program')`] }]));
     if (error instanceof PatientNotFoundError) return sendFhir(res, 404, operationOutcome([{ code: 'not-found', diagnostics: error.message }]));
     if (error instanceof FhirServerError) {
