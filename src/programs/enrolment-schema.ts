@@ -38,8 +38,10 @@ export const personalisationOptionSchema = z.discriminatedUnion('type', [
 
 /**
  * A plan the program opens for an enrolled patient. Periods are calendar periods in the
- * program's time zone: a plan of N months starting on S covers S up to the day before
- * S + N months (luxon month arithmetic, which clamps to the month's last day).
+ * program's time zone, counted in whole months from the enrolment start E (luxon month
+ * arithmetic, which clamps to the month's last day): a plan at offset m of N months covers
+ * E + m months up to the day before E + (m + N) months, so consecutive plans never overlap
+ * nor leave a gap (src/domain/enrolment/plan-periods.ts).
  */
 export const planSchema = z.strictObject({
   /** Plan code, e.g. `intensive`, `consolidation`, `follow-up` (CarePlan.category). */

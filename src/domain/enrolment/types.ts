@@ -5,11 +5,13 @@
  * - EpisodeOfCare = the enrolment: `type` [program coding `CodeSystem/program|<program id>`],
  *   `identifier` `{system: <program url>/enrolment, value: <patientId>|<start>}`, `patient`,
  *   `period.start` (and `end` on exit), `status` (`planned` before start, `active`, `finished`
- *   on exit), `team` → the CareTeam, `careManager` → the GP member, extensions for a
+ *   on exit, `cancelled` on an exit before the start), `team` → the CareTeam, `careManager` → the GP member, extensions for a
  *   clinician override reason, the personalisation options and the exit reason.
  * - CareTeam = the enrolment's team: `participant[]` {role: care-team-role coding, member}.
  * - CarePlan per plan period: `category` [plan-code coding], `instantiatesCanonical`
- *   [PlanDefinition url], `status` (`planned` → `active` → `completed`, or `revoked` on exit),
+ *   [PlanDefinition url], `status` (`planned` → `active` → `completed`, or `revoked` on exit;
+ *   a planned period is written `draft`, as R4 CarePlan.status has no `planned`: see
+ *   `CARE_PLAN_STATUS`),
  *   `intent` `plan`, `subject`, `period` (end = last day, inclusive), `careTeam`, the
  *   episode in the `workflow-episodeOfCare` extension, and one `activity` per applicable
  *   PlanDefinition action: `detail` {kind `Appointment`, instantiatesCanonical [ActivityDefinition
@@ -58,6 +60,18 @@ export interface PlanPeriod {
 
 export type PlanStatus = 'planned' | 'active' | 'completed' | 'revoked';
 
+/**
+ * `CarePlan.status` of each plan status. R4 CarePlan.status (RequestStatus) has no `planned`:
+ * a period that has not started yet is `draft` (written, not yet in force) and becomes `active`
+ * on its start date, which keeps "activates the consolidation phase" visible as a status change.
+ */
+export const CARE_PLAN_STATUS = {
+  planned: 'draft',
+  active: 'active',
+  completed: 'completed',
+  revoked: 'revoked',
+} as const satisfies Record<PlanStatus, fhir4.CarePlan['status']>;
+
 /** Exit reasons (CodeSystem exit-reason); `other` needs a text. */
 export const EXIT_REASONS = ['completed', 'withdrew', 'moved-away', 'diabetes-diagnosed', 'deceased', 'lost-to-follow-up', 'other'] as const;
 export type ExitReason = (typeof EXIT_REASONS)[number];
@@ -68,8 +82,6 @@ export interface ProgramRef {
   title: string;
   /** Canonical URL of the program: prefix of the resources' identifier systems, part of their id keys. */
   url: string;
-  /** IANA zone of the program's calendar dates (Encounter instants are read in it). */
-  timeZone: string;
 }
 
 /**
