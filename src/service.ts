@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { EligibilityService } from './app/eligibility.service.js';
+import { EnrolmentService } from './app/enrolment.service.js';
 import { IngestionService } from './app/ingestion.service.js';
 import type { Config } from './config/config.js';
 import { CentreDirectoryCache } from './fhir/centre-directory.js';
@@ -22,6 +23,7 @@ import { initValidation } from './fhir/validation.js';
 import { createQueues } from './queue/queues.js';
 import { ScreeningStore } from './queue/screening-store.js';
 import { startWorkers } from './queue/workers.js';
+import { startLifecycle } from './queue/lifecycle.js';
 
 export interface RunningService {
   /** Adapter base URL (http://host:port), when the role serves HTTP. */
@@ -124,13 +126,23 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const directoryGenerationKey = `${config.QUEUE_PREFIX}:centre-directory:generation`;
     const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS, () => redis.get(directoryGenerationKey));
     const eligibility = new EligibilityService(fhir, catalog, directory);
+    const enrolment = new EnrolmentService(fhir, catalog, eligibility, redis, config.QUEUE_PREFIX);
     const ingestion = new IngestionService(fhir, catalog, async () => {
       await redis.incr(directoryGenerationKey);
     });
     const metrics = createMetrics();
     const queues = createQueues(redisOptions, config.QUEUE_PREFIX, (error) => log.error({ err: { message: error.message } }, 'queue error'));
     cleanups.push(() => queues.close());
-    metrics.watchQueues([queues.evaluation, queues.screening]);
+    const lifecycle = await startLifecycle({
+      connection: redisOptions,
+      prefix: config.QUEUE_PREFIX,
+      timeZone: config.TZ_DEFAULT,
+      enrolment,
+      log,
+      runWorker: config.ROLE !== 'api',
+    });
+    cleanups.push(() => lifecycle.close());
+    metrics.watchQueues([queues.evaluation, queues.screening, lifecycle.queue]);
     const screenings = new ScreeningStore(redis, config.QUEUE_PREFIX);
 
     if (config.ROLE !== 'api') {
@@ -158,6 +170,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         redis,
         queues,
         eligibility,
+        enrolment,
         ingestion,
         screenings,
         metrics,

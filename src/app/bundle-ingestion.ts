@@ -42,7 +42,23 @@ function locationReference(location: string | undefined): { type: string; id: st
   return { type, id, reference: version ? `${type}/${id}/_history/${version}` : `${type}/${id}` };
 }
 
-export async function ingestBundle(body: unknown, fhir: FhirServer, ingestion: IngestionService): Promise<BundleResult> {
+/** A care session of an enrolment (an Encounter naming its EpisodeOfCare). */
+function isSession(resource: unknown): resource is fhir4.Encounter {
+  const encounter = resource as { resourceType?: unknown; episodeOfCare?: unknown };
+  return encounter?.resourceType === 'Encounter' && Array.isArray(encounter.episodeOfCare) && encounter.episodeOfCare.length > 0;
+}
+
+/**
+ * `recordSession` handles the care sessions of a batch one by one (they are checked against
+ * the enrolment and linked from its CarePlan); a transaction cannot hold them, since that
+ * work cannot be part of its all-or-nothing write.
+ */
+export async function ingestBundle(
+  body: unknown,
+  fhir: FhirServer,
+  ingestion: IngestionService,
+  recordSession?: (encounter: fhir4.Encounter) => Promise<fhir4.BundleEntry>,
+): Promise<BundleResult> {
   const bundle = body as fhir4.Bundle;
   if (bundle.resourceType !== 'Bundle') {
     throw new OperationOutcomeError(400, operationOutcome([{ code: 'invalid', diagnostics: 'POST /fhir takes a Bundle (batch or transaction)', expression: ['Bundle'] }]));
@@ -70,6 +86,12 @@ export async function ingestBundle(body: unknown, fhir: FhirServer, ingestion: I
       failures.set(index, { status: 422, issues: [{ code: 'not-supported', diagnostics: `Only POST and PUT entries are accepted, got ${String(method)}`, expression: [`${path}.request.method`] }] });
       return;
     }
+    if (isSession(entry.resource)) {
+      if (bundle.type === 'transaction' || !recordSession) {
+        failures.set(index, { status: 422, issues: [{ code: 'not-supported', diagnostics: 'Care sessions (Encounters with an episodeOfCare) are sent one by one or in a batch Bundle, not in a transaction', expression: [`${path}.resource`] }] });
+      }
+      return;
+    }
     const type = (entry.resource as { resourceType?: unknown }).resourceType;
     if (typeof type === 'string' && !(PUSHABLE_TYPES as readonly string[]).includes(type) && /^[A-Z][A-Za-z]+$/.test(type)) return;
     const problem = ingestion.check(entry.resource, `${path}.resource`, undefined, isLocal);
@@ -82,7 +104,8 @@ export async function ingestBundle(body: unknown, fhir: FhirServer, ingestion: I
     throw new OperationOutcomeError(status, operationOutcome(all.flatMap((f) => f.issues)));
   }
 
-  const forwardedIndexes = entries.map((_, index) => index).filter((index) => !failures.has(index));
+  const sessionIndexes = entries.map((_, index) => index).filter((index) => !failures.has(index) && isSession(entries[index]?.resource));
+  const forwardedIndexes = entries.map((_, index) => index).filter((index) => !failures.has(index) && !sessionIndexes.includes(index));
   const forwarded: fhir4.Bundle = { resourceType: 'Bundle', type: bundle.type, entry: forwardedIndexes.map((index) => entries[index] as fhir4.BundleEntry) };
   const { touchesDirectory } = ingestion.prepareBundle(forwarded);
   const serverResponse = forwardedIndexes.length
@@ -122,11 +145,22 @@ export async function ingestBundle(body: unknown, fhir: FhirServer, ingestion: I
     touched.set(patientId, list);
   }
 
+  // Sessions one by one, in order (two sessions of one activity in a batch are both counted).
+  const sessionResponses = new Map<number, fhir4.BundleEntry>();
+  if (recordSession) {
+    for (const index of sessionIndexes) {
+      const entry = await recordSession(entries[index]?.resource as fhir4.Encounter);
+      sessionResponses.set(index, entry);
+    }
+  }
+
   let response = serverResponse;
   if (bundle.type === 'batch') {
     const merged: fhir4.BundleEntry[] = entries.map((_, index) => {
       const failure = failures.get(index);
       if (failure) return { response: { status: String(failure.status), outcome: operationOutcome(failure.issues) } };
+      const session = sessionResponses.get(index);
+      if (session) return session;
       return serverResponse.entry?.[forwardedIndexes.indexOf(index)] ?? { response: { status: '500' } };
     });
     response = { resourceType: 'Bundle', type: 'batch-response', entry: merged };

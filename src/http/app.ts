@@ -11,6 +11,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { EligibilityService, UnknownProgramError } from '../app/eligibility.service.js';
+import { EnrolmentRefused, type EnrolmentService } from '../app/enrolment.service.js';
+import { mountEnrolmentRoutes, refusalOutcome } from './enrolment-routes.js';
 import { IngestionService, PUSHABLE_TYPES, patientIdOf, patientReferenceOf, versionedReference } from '../app/ingestion.service.js';
 import { evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
 import { handleNotification } from '../app/notification.js';
@@ -37,6 +39,7 @@ export interface AppDeps {
   redis: Redis;
   queues: Queues;
   eligibility: EligibilityService;
+  enrolment: EnrolmentService;
   ingestion: IngestionService;
   screenings: ScreeningStore;
   metrics: Metrics;
@@ -219,9 +222,23 @@ export function createApp(deps: AppDeps): express.Express {
     sendFhir(res, finished ? 200 : 202, screenParameters(status), { 'X-Progress': progress, ...(finished ? {} : { 'Retry-After': '2' }) });
   });
 
+  mountEnrolmentRoutes(app, deps.enrolment);
+
+  // A care session inside a batch Bundle goes through the same checks as POST /fhir/Encounter.
+  const recordSessionEntry = async (encounter: fhir4.Encounter): Promise<fhir4.BundleEntry> => {
+    try {
+      const { encounter: stored, created } = await deps.enrolment.recordSession(encounter);
+      const version = stored.meta?.versionId ? `/_history/${stored.meta.versionId}` : '';
+      return { response: { status: created ? '201 Created' : '200 OK', location: `Encounter/${stored.id}${version}` } };
+    } catch (error) {
+      if (error instanceof EnrolmentRefused) return { response: { status: String(error.status), outcome: refusalOutcome(error) } };
+      throw error;
+    }
+  };
+
   app.post('/fhir', async (req, res) => {
     if (req.body === undefined) throw badRequest('POST /fhir takes a Bundle (batch or transaction)', 'Bundle');
-    const result = await ingestBundle(req.body, deps.fhir, ingestion);
+    const result = await ingestBundle(req.body, deps.fhir, ingestion, recordSessionEntry);
     await enqueue(evaluationsFor(result.touched, eligibility.programIds));
     sendFhir(res, 200, result.response);
   });
@@ -262,6 +279,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const type = (error as { type?: string }).type;
     if (error instanceof OperationOutcomeError) return sendFhir(res, error.status, error.outcome);
+    if (error instanceof EnrolmentRefused) return sendFhir(res, error.status, refusalOutcome(error));
     if (type === 'entity.parse.failed') return sendFhir(res, 400, operationOutcome([{ code: 'structure', diagnostics: 'The body is not valid JSON' }]));
     if (type === 'entity.too.large') return sendFhir(res, 413, operationOutcome([{ code: 'too-costly', diagnostics: `The body is larger than ${deps.maxBodyBytes} bytes` }]));
     if (type === 'encoding.unsupported' || type === 'charset.unsupported') return sendFhir(res, 415, operationOutcome([{ code: 'not-supported', diagnostics: 'Unsupported body encoding' }]));

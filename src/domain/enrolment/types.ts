@@ -131,7 +131,12 @@ export type EnrolmentRule =
   | 'already-exited'
   | 'plan-unknown'
   | 'plan-max-open'
-  | 'plan-outside-episode';
+  | 'plan-outside-episode'
+  | 'already-enrolled'
+  | 'not-eligible'
+  | 'decline-reason-unknown'
+  | 'decline-text-missing'
+  | 'nothing-to-decline';
 
 export interface EnrolmentIssue {
   rule: EnrolmentRule;
