@@ -178,6 +178,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         maxBodyBytes: config.MAX_BODY_BYTES,
         completedRetentionSeconds: config.COMPLETED_JOB_RETENTION_S,
         version: packageVersion(),
+        otherQueues: [lifecycle.queue],
       });
       const server = http.createServer(app);
       await new Promise<void>((resolve, reject) => {

@@ -235,8 +235,27 @@ export class EnrolmentService {
     }
   }
 
+  /**
+   * Runs a read-decide-write again when a write met a concurrent change (412 on If-Match):
+   * the domain's decisions are idempotent, so the second pass writes only what is still due.
+   */
+  private async onConflictRetry<T>(work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        if (error instanceof FhirServerError && error.status === 412 && attempt < MAX_CONFLICT_RETRIES) continue;
+        throw error;
+      }
+    }
+  }
+
   /** Moves one enrolment to `asOf`; ends it (reason completed) when its care sequence is over. */
-  async advanceEpisode(episodeId: string, asOf?: CalendarDate): Promise<{ carePlansWritten: number; episodeWritten: boolean; completed: boolean }> {
+  advanceEpisode(episodeId: string, asOf?: CalendarDate): Promise<{ carePlansWritten: number; episodeWritten: boolean; completed: boolean }> {
+    return this.onConflictRetry(() => this.advanceEpisodeOnce(episodeId, asOf));
+  }
+
+  private async advanceEpisodeOnce(episodeId: string, asOf?: CalendarDate): Promise<{ carePlansWritten: number; episodeWritten: boolean; completed: boolean }> {
     const state = await this.loadState(episodeId);
     const context = this.context(state.program);
     const date = asOf ?? this.today(state.program);
@@ -277,7 +296,11 @@ export class EnrolmentService {
   }
 
   /** `$exit`: ends the episode and its plans; nothing stays scheduled (the daily job skips ended episodes). */
-  async exit(episodeId: string, reason: string, text: string | undefined, date: CalendarDate | undefined): Promise<string> {
+  exit(episodeId: string, reason: string, text: string | undefined, date: CalendarDate | undefined): Promise<string> {
+    return this.onConflictRetry(() => this.exitOnce(episodeId, reason, text, date));
+  }
+
+  private async exitOnce(episodeId: string, reason: string, text: string | undefined, date: CalendarDate | undefined): Promise<string> {
     const state = await this.loadState(episodeId);
     const exit = exitEnrolment({
       episode: state.episode,
@@ -296,7 +319,11 @@ export class EnrolmentService {
   }
 
   /** `$add-plan`: an on-demand plan (REDIAB complementary education). */
-  async addPlan(episodeId: string, planCode: string, start: CalendarDate | undefined): Promise<{ carePlan: string; created: boolean }> {
+  addPlan(episodeId: string, planCode: string, start: CalendarDate | undefined): Promise<{ carePlan: string; created: boolean }> {
+    return this.onConflictRetry(() => this.addPlanOnce(episodeId, planCode, start));
+  }
+
+  private async addPlanOnce(episodeId: string, planCode: string, start: CalendarDate | undefined): Promise<{ carePlan: string; created: boolean }> {
     const state = await this.loadState(episodeId);
     const context = this.context(state.program);
     const asOf = this.today(state.program);
@@ -320,7 +347,7 @@ export class EnrolmentService {
     if (!identifier) {
       refuse([{ rule: 'session-not-held', code: 'required', diagnostics: 'A care session needs an identifier (system and value) so a re-sent one is counted once', expression: 'Encounter.identifier' }]);
     }
-    for (let attempt = 1; ; attempt++) {
+    return this.onConflictRetry(async () => {
       const state = await this.loadState(episodeId);
       // A re-sent session: the stored Encounter, matched where it was recorded.
       const [stored] = await this.fhir.searchAll<fhir4.Encounter>('Encounter', { identifier: `${identifier.system}|${identifier.value}` }, 1);
@@ -336,16 +363,10 @@ export class EnrolmentService {
       const saved = stored ?? (await this.fhir.create(encounter, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() })).resource;
       const plan = state.carePlans.find((p) => p.id === match.carePlanId) as fhir4.CarePlan & { id: string };
       const updated = recordSession(plan, match.activityIndex, `Encounter/${saved.id}`);
-      if (updated === plan) return { encounter: saved, created: !stored };
-      try {
-        await this.write([updated]);
-        return { encounter: saved, created: !stored };
-      } catch (error) {
-        // Another session was recorded on this CarePlan meanwhile: read again and redo.
-        if (error instanceof FhirServerError && error.status === 412 && attempt < MAX_CONFLICT_RETRIES) continue;
-        throw error;
-      }
-    }
+      // Another session recorded on this CarePlan meanwhile makes this write a 412: read again and redo.
+      if (updated !== plan) await this.write([updated]);
+      return { encounter: saved, created: !stored };
+    });
   }
 
   /** `$decline`: an eligible patient refuses enrolment; the GP's proposal Task is rejected with the reason. */

@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { pinoHttp } from 'pino-http';
 import type { Logger } from 'pino';
 import type { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -47,6 +48,8 @@ export interface AppDeps {
   maxBodyBytes: number;
   completedRetentionSeconds: number;
   version: string;
+  /** Further queues shown in /admin/queues (the lifecycle scheduler's). */
+  otherQueues?: Queue[];
 }
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -166,12 +169,15 @@ export function createApp(deps: AppDeps): express.Express {
 
   const board = new ExpressAdapter();
   board.setBasePath('/admin/queues');
-  createBullBoard({ queues: [new BullMQAdapter(deps.queues.evaluation), new BullMQAdapter(deps.queues.screening)], serverAdapter: board });
+  createBullBoard({
+    queues: [deps.queues.evaluation, deps.queues.screening, ...(deps.otherQueues ?? [])].map((queue) => new BullMQAdapter(queue)),
+    serverAdapter: board,
+  });
   app.use('/admin/queues', board.getRouter());
 
   // --- FHIR endpoints ---------------------------------------------------------------
   app.get('/fhir/metadata', (req, res) => {
-    sendFhir(res, 200, capabilityStatement({ version: deps.version, baseUrl: `${baseUrlOf(req)}/fhir`, programs: eligibility.programIds }));
+    sendFhir(res, 200, capabilityStatement({ version: deps.version, baseUrl: `${baseUrlOf(req)}/fhir`, programs: eligibility.programIds, enrolmentPrograms: deps.enrolment.programIds }));
   });
 
   app.post('/fhir/Patient/:id/\\$evaluate-eligibility', async (req, res) => {

@@ -6,8 +6,15 @@ import { PUSHABLE_TYPES } from '../app/ingestion.service.js';
 
 export const OPERATION_BASE = 'http://forfait-fhir.org/fhir/OperationDefinition';
 
-export function capabilityStatement(options: { version: string; baseUrl: string; programs: string[] }): fhir4.CapabilityStatement {
+const operation = (name: string, documentation: string): fhir4.CapabilityStatementRestResourceOperation => ({
+  name,
+  definition: `${OPERATION_BASE}/${name}`,
+  documentation,
+});
+
+export function capabilityStatement(options: { version: string; baseUrl: string; programs: string[]; enrolmentPrograms: string[] }): fhir4.CapabilityStatement {
   const create: fhir4.CapabilityStatementRestResourceInteraction[] = [{ code: 'create' }];
+  const enrolling = options.enrolmentPrograms.join(', ');
   const resources: fhir4.CapabilityStatementRestResource[] = PUSHABLE_TYPES.map((type) => ({
     type,
     interaction: create,
@@ -19,12 +26,30 @@ export function capabilityStatement(options: { version: string; baseUrl: string;
             {
               name: 'evaluate-eligibility',
               definition: `${OPERATION_BASE}/Patient-evaluate-eligibility`,
-              documentation: 'Synchronous eligibility verdict: Parameters in (program, asOf), Parameters out (outcome and one criterion part per rule).',
+              documentation: `Synchronous eligibility verdict: Parameters in (program: one of ${options.programs.join(', ')}; asOf), Parameters out (outcome and one criterion part per rule).`,
             },
+            operation('enroll', `Enrols the patient (${enrolling}): program, start, careTeam (member, role), consent, personalisation options, overrideReason. Writes the EpisodeOfCare, CareTeam and CarePlans.`),
+            operation('decline', 'Records an eligible patient\'s refusal (program, reason, text): the enrolment proposal Task is rejected.'),
           ],
         }
       : {}),
   }));
+  resources.push(
+    {
+      type: 'Encounter',
+      interaction: create,
+      conditionalCreate: true,
+      documentation: 'A care session of an enrolment (episodeOfCare, type = session kind, participant of the care team, identifier): checked against the enrolment and linked from its CarePlan activity.',
+    },
+    {
+      type: 'EpisodeOfCare',
+      operation: [
+        operation('exit', 'Ends the enrolment with a coded reason (exit-reason) and ends its CarePlans.'),
+        operation('add-plan', 'Opens an on-demand plan (REDIAB complementary education, one at a time).'),
+        operation('advance', 'Moves this enrolment to a date (asOf): phases completed, activated or opened. Idempotent.'),
+      ],
+    },
+  );
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
@@ -47,6 +72,7 @@ export function capabilityStatement(options: { version: string; baseUrl: string;
             definition: `${OPERATION_BASE}/screen`,
             documentation: 'Screens a patient list (default: every patient whose GP is in a participating centre) as queued work; 202 + Content-Location to poll.',
           },
+          operation('advance', 'Moves every open enrolment to a date (asOf, optional program): the daily job, on demand. Idempotent.'),
         ],
       },
     ],

@@ -28,8 +28,13 @@ export interface TestService {
   stop(): Promise<void>;
 }
 
-export async function startTestService(env: Record<string, string> = {}): Promise<TestService> {
-  const prefix = `t${randomUUID().slice(0, 8)}`;
+/**
+ * `env` overrides the configuration; give `QUEUE_PREFIX` to share queues with another
+ * service (the caller then owns the clean-up of its keys: `keepKeys`), and `ROLE: 'worker'`
+ * for a service without HTTP (its `url` is empty and `post`/`get` must not be used).
+ */
+export async function startTestService(env: Record<string, string> = {}, options: { keepKeys?: boolean } = {}): Promise<TestService> {
+  const prefix = env['QUEUE_PREFIX'] ?? `t${randomUUID().slice(0, 8)}`;
   const config = loadConfig({
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     PORT: '0',
@@ -42,7 +47,7 @@ export async function startTestService(env: Record<string, string> = {}): Promis
   const service = await startService(config, pino({ level: config.LOG_LEVEL }));
   const redis = new Redis(redisOptionsFromUrl(service.redisUrl));
   const evaluationQueue = new Queue(EVALUATION_QUEUE, { connection: redisOptionsFromUrl(service.redisUrl), prefix });
-  const url = service.url as string;
+  const url = service.url ?? '';
 
   const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const response = await fetch(`${url}${path}`, {
@@ -86,11 +91,15 @@ export async function startTestService(env: Record<string, string> = {}): Promis
       await evaluationQueue.close();
       await service.stop();
       // Remove this run's keys (job data and screening progress).
-      const stream = redis.scanStream({ match: `${prefix}:*`, count: 500 });
-      for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys);
+      if (!options.keepKeys) await deleteKeys(redis, prefix);
       redis.disconnect();
     },
   };
+}
+
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  const stream = redis.scanStream({ match: `${prefix}:*`, count: 500 });
+  for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys);
 }
 
 /** Polls until `check` returns a value (not undefined) or the time is up. */

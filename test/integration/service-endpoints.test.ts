@@ -65,17 +65,19 @@ describe('GET /fhir/metadata', () => {
     const rest = statement.rest?.find((r) => r.mode === 'server');
     expect(rest).toBeDefined();
     const resources = rest?.resource ?? [];
-    expect(resources.map((r) => r.type).sort()).toEqual([...PUSHABLE_TYPES].sort());
-    for (const resource of resources) {
+    expect(resources.map((r) => r.type).sort()).toEqual([...PUSHABLE_TYPES, 'Encounter', 'EpisodeOfCare'].sort());
+    for (const resource of resources.filter((r) => r.type !== 'EpisodeOfCare')) {
       expect(resource.interaction?.map((i) => i.code), resource.type).toContain('create');
       expect(resource.conditionalCreate, resource.type).toBe(true);
     }
-    const patientOperations = resources.find((r) => r.type === 'Patient')?.operation ?? [];
-    expect(patientOperations.map((o) => o.name)).toEqual(['evaluate-eligibility']);
-    expect(patientOperations[0]?.definition).toMatch(/OperationDefinition\/Patient-evaluate-eligibility$/);
-    // No other type claims the instance operation.
-    for (const resource of resources.filter((r) => r.type !== 'Patient')) expect(resource.operation ?? []).toEqual([]);
-    expect(rest?.operation?.map((o) => o.name)).toEqual(['screen']);
+    const operationsOf = (type: string) => (resources.find((r) => r.type === type)?.operation ?? []).map((o) => o.name);
+    expect(operationsOf('Patient')).toEqual(['evaluate-eligibility', 'enroll', 'decline']);
+    expect(resources.find((r) => r.type === 'Patient')?.operation?.[0]?.definition).toMatch(/OperationDefinition\/Patient-evaluate-eligibility$/);
+    expect(operationsOf('EpisodeOfCare')).toEqual(['exit', 'add-plan', 'advance']);
+    expect(resources.find((r) => r.type === 'EpisodeOfCare')?.interaction ?? []).toEqual([]);
+    // No other type claims an instance operation.
+    for (const resource of resources.filter((r) => r.type !== 'Patient' && r.type !== 'EpisodeOfCare')) expect(resource.operation ?? []).toEqual([]);
+    expect(rest?.operation?.map((o) => o.name)).toEqual(['screen', 'advance']);
     expect(rest?.interaction?.map((i) => i.code).sort()).toEqual(['batch', 'transaction']);
   });
 
