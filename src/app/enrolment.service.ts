@@ -347,6 +347,8 @@ export class EnrolmentService {
     if (!identifier) {
       refuse([{ rule: 'session-not-held', code: 'required', diagnostics: 'A care session needs an identifier (system and value) so a re-sent one is counted once', expression: 'Encounter.identifier' }]);
     }
+    // Whether this call created the Encounter: a retry pass after a 412 finds it stored, but it is still new.
+    let createdHere = false;
     return this.onConflictRetry(async () => {
       const state = await this.loadState(episodeId);
       // A re-sent session: the stored Encounter, matched where it was recorded.
@@ -360,12 +362,17 @@ export class EnrolmentService {
         zone: state.program.definition.timeZone,
       });
       if (!match.ok) refuse(match.issues);
-      const saved = stored ?? (await this.fhir.create(encounter, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() })).resource;
+      let saved = stored;
+      if (!saved) {
+        const written = await this.fhir.create(encounter, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() });
+        saved = written.resource;
+        createdHere ||= written.status === 201;
+      }
       const plan = state.carePlans.find((p) => p.id === match.carePlanId) as fhir4.CarePlan & { id: string };
       const updated = recordSession(plan, match.activityIndex, `Encounter/${saved.id}`);
       // Another session recorded on this CarePlan meanwhile makes this write a 412: read again and redo.
       if (updated !== plan) await this.write([updated]);
-      return { encounter: saved, created: !stored };
+      return { encounter: saved, created: createdHere };
     });
   }
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertValid } from '../../src/fhir/validation.js';
-import { centreBundle, patient, quantityObservation } from '../fixtures/resources.js';
+import { seedCentre, patient, quantityObservation } from '../fixtures/resources.js';
 import { eventually, startTestService, type TestService } from './harness.js';
 
 const GR_PROFILE = 'http://forfait-fhir.org/fhir/StructureDefinition/eligibility-guidance-response';
@@ -15,11 +15,7 @@ let gpRoleId: string;
 
 beforeAll(async () => {
   t = await startTestService();
-  const centre = await t.post('/fhir', centreBundle());
-  expect(centre.status).toBe(200);
-  const roleEntry = (centre.body.entry as fhir4.BundleEntry[]).find((e) => e.response?.location?.startsWith('PractitionerRole/'));
-  gpRoleId = /PractitionerRole\/([^/]+)/.exec(roleEntry?.response?.location ?? '')?.[1] as string;
-  expect(gpRoleId).toBeTruthy();
+  ({ gpRoleId } = await seedCentre(t));
 });
 
 afterAll(async () => {

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { centreBundle, patient, quantityObservation } from '../fixtures/resources.js';
+import { seedCentre, patient, quantityObservation } from '../fixtures/resources.js';
 import { startTestService, type TestService } from './harness.js';
 
 const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
@@ -21,11 +21,7 @@ let eventCounter = 0;
 beforeAll(async () => {
   t = await startTestService();
   // The centre goes through the adapter so its directory cache is invalidated.
-  const centre = await t.post('/fhir', centreBundle());
-  expect(centre.status).toBe(200);
-  const roleEntry = (centre.body.entry as fhir4.BundleEntry[]).find((e) => e.response?.location?.startsWith('PractitionerRole/'));
-  gpRoleId = /PractitionerRole\/([^/]+)/.exec(roleEntry?.response?.location ?? '')?.[1] as string;
-  expect(gpRoleId).toBeTruthy();
+  ({ gpRoleId } = await seedCentre(t));
   await t.drained();
 });
 

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { centreBundle, patient, quantityObservation } from '../fixtures/resources.js';
+import { seedCentre, patient, quantityObservation } from '../fixtures/resources.js';
 import { startTestService, type TestService } from './harness.js';
 
 const SITE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/site-third-program');
@@ -22,11 +22,7 @@ let gpRoleId: string;
 
 beforeAll(async () => {
   t = await startTestService({ SITE_DIR });
-  const centre = await t.post('/fhir', centreBundle());
-  expect(centre.status).toBe(200);
-  const roleEntry = (centre.body.entry as fhir4.BundleEntry[]).find((e) => e.response?.location?.startsWith('PractitionerRole/'));
-  gpRoleId = /PractitionerRole\/([^/]+)/.exec(roleEntry?.response?.location ?? '')?.[1] as string;
-  expect(gpRoleId).toBeTruthy();
+  ({ gpRoleId } = await seedCentre(t));
 });
 
 afterAll(async () => {

@@ -7,22 +7,13 @@
  */
 import { versionedReference } from '../references.js';
 import { enumeratedCodes } from '../value-sets.js';
-import { valueSetById, type CriterionEvaluator } from './context.js';
-import { conditionsIn, isActiveCondition, matchingCode } from './conditions.js';
+import type { CriterionEvaluator } from './context.js';
+import { activeRecorded, conditionsOfCriterion } from './conditions.js';
 
 export const evaluateActiveCondition: CriterionEvaluator<'active-condition'> = (criterion, context) => {
-  const valueSet = valueSetById(context.shared, criterion.valueSet);
-  const conditions = conditionsIn(context, valueSet);
-  const active = conditions.filter(isActiveCondition);
-  if (active.length > 0) {
-    return {
-      code: criterion.code,
-      status: 'met',
-      value: { type: 'boolean', value: true },
-      reason: `Active ${criterion.label} recorded (code ${active.map((c) => matchingCode(c, valueSet)).join(', ')}).`,
-      evidence: active.map(versionedReference),
-    };
-  }
+  const found = conditionsOfCriterion(criterion, context);
+  const { conditions, valueSet } = found;
+  if (found.active.length > 0) return activeRecorded(criterion, found, 'met');
   if (conditions.length > 0) {
     return {
       code: criterion.code,

@@ -2,7 +2,9 @@
 import type { ValueSetData } from '../../programs/schema.js';
 import { dateSpanOf } from '../dates.js';
 import { findCoding } from '../value-sets.js';
-import { codesOf, type EvaluationContext } from './context.js';
+import { versionedReference } from '../references.js';
+import type { CriterionResult } from '../types.js';
+import { codesOf, valueSetById, type EvaluationContext } from './context.js';
 
 /** http://hl7.org/fhir/R4/valueset-condition-ver-status.html: a Condition never counts with these. */
 const DISCARDED_VERIFICATION = new Set(['entered-in-error', 'refuted']);
@@ -50,4 +52,29 @@ export function isActiveCondition(condition: fhir4.Condition): boolean {
 /** `44054006`, the code that put the Condition in the value set (for reasons: codes, never names). */
 export function matchingCode(condition: fhir4.Condition, valueSet: ValueSetData): string {
   return findCoding(condition.code, [valueSet])?.code ?? '?';
+}
+
+/** The Conditions of a criterion's value set, and the active ones among them. */
+export function conditionsOfCriterion(
+  criterion: { valueSet: string },
+  context: EvaluationContext,
+): { valueSet: ValueSetData; conditions: fhir4.Condition[]; active: fhir4.Condition[] } {
+  const valueSet = valueSetById(context.shared, criterion.valueSet);
+  const conditions = conditionsIn(context, valueSet);
+  return { valueSet, conditions, active: conditions.filter(isActiveCondition) };
+}
+
+/** "Active <label> recorded": met for an inclusion criterion, not met for an exclusion. */
+export function activeRecorded(
+  criterion: { code: string; label: string },
+  found: { valueSet: ValueSetData; active: fhir4.Condition[] },
+  status: 'met' | 'not-met',
+): CriterionResult {
+  return {
+    code: criterion.code,
+    status,
+    value: { type: 'boolean', value: true },
+    reason: `Active ${criterion.label} recorded (code ${found.active.map((c) => matchingCode(c, found.valueSet)).join(', ')}).`,
+    evidence: found.active.map(versionedReference),
+  };
 }

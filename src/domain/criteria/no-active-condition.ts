@@ -4,22 +4,13 @@
  * resolved or inactive ones do not exclude. `value`: whether an active one is recorded.
  */
 import { versionedReference } from '../references.js';
-import { valueSetById, type CriterionEvaluator } from './context.js';
-import { conditionsIn, isActiveCondition, matchingCode } from './conditions.js';
+import type { CriterionEvaluator } from './context.js';
+import { activeRecorded, conditionsOfCriterion } from './conditions.js';
 
 export const evaluateNoActiveCondition: CriterionEvaluator<'no-active-condition'> = (criterion, context) => {
-  const valueSet = valueSetById(context.shared, criterion.valueSet);
-  const conditions = conditionsIn(context, valueSet);
-  const active = conditions.filter(isActiveCondition);
-  if (active.length > 0) {
-    return {
-      code: criterion.code,
-      status: 'not-met',
-      value: { type: 'boolean', value: true },
-      reason: `Active ${criterion.label} recorded (code ${active.map((c) => matchingCode(c, valueSet)).join(', ')}).`,
-      evidence: active.map(versionedReference),
-    };
-  }
+  const found = conditionsOfCriterion(criterion, context);
+  const { conditions } = found;
+  if (found.active.length > 0) return activeRecorded(criterion, found, 'not-met');
   return {
     code: criterion.code,
     status: 'met',

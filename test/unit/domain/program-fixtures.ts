@@ -1,53 +1,16 @@
 /**
- * Test-only loader of the real program data (`mappings/`), parsed with the zod schemas, and
- * small helpers to derive program variants. Tests may read files; src/domain may not.
+ * The real program data (`mappings/`), loaded by the service's own loader, and small helpers
+ * to derive program variants. Tests may read files; src/domain may not.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  centresSchema,
-  insurersSchema,
-  programSchema,
-  residenceAreasSchema,
-  unitsSchema,
-  valueSetSchema,
-  type CriterionDefinition,
-  type LoadedProgram,
-  type ProgramCatalog,
-  type ValueSetData,
-} from '../../../src/programs/schema.js';
+import { loadProgramCatalog } from '../../../src/programs/load-programs.js';
+import type { CriterionDefinition, LoadedProgram, ProgramCatalog } from '../../../src/programs/schema.js';
 
 const MAPPINGS = join(dirname(fileURLToPath(import.meta.url)), '../../../mappings');
 
-const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
-
-function loadProgram(dir: string): LoadedProgram {
-  const optional = <T>(file: string, parse: (data: unknown) => T, fallback: T): T =>
-    existsSync(join(dir, file)) ? parse(readJson(join(dir, file))) : fallback;
-  return {
-    definition: programSchema.parse(readJson(join(dir, 'program.json'))),
-    centres: optional('centres.json', (d) => centresSchema.parse(d).centres, []),
-    insurers: optional('insurers.json', (d) => insurersSchema.parse(d).insurers, []),
-    residenceAreas: optional('residence-areas.json', (d) => residenceAreasSchema.parse(d).areas, []),
-  };
-}
-
 export function loadCatalog(): ProgramCatalog {
-  const programsDir = join(MAPPINGS, 'programs');
-  const programs = new Map<string, LoadedProgram>();
-  for (const id of readdirSync(programsDir).sort()) {
-    const program = loadProgram(join(programsDir, id));
-    programs.set(program.definition.id, program);
-  }
-  const valueSets = new Map<string, ValueSetData>();
-  const valueSetsDir = join(MAPPINGS, 'value-sets');
-  for (const file of readdirSync(valueSetsDir).filter((name) => name.endsWith('.json')).sort()) {
-    const valueSet = valueSetSchema.parse(readJson(join(valueSetsDir, file)));
-    valueSets.set(valueSet.id, valueSet);
-  }
-  // The eligibility rules read no plan definitions.
-  return { programs, valueSets, units: unitsSchema.parse(readJson(join(MAPPINGS, 'units.json'))), planDefinitions: new Map(), activityDefinitions: new Map() };
+  return loadProgramCatalog({ mappingsDir: MAPPINGS });
 }
 
 export const catalog = loadCatalog();
