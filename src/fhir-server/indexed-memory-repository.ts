@@ -99,6 +99,8 @@ export class IndexedMemoryRepository extends MemoryRepository {
       INDEXED_CODES.has(filter.code) &&
       filter.operator === 'eq' &&
       !filter.value.includes(',') &&
+      // `system|` (any value of a system) is not an exact token: leave it to the scan.
+      !filter.value.endsWith('|') &&
       !request.sortRules?.length &&
       !request.offset &&
       !request.include?.length &&

@@ -22,6 +22,7 @@ import {
   type ValueSetData,
 } from './schema.js';
 import { enrolmentSchema } from './enrolment-schema.js';
+import { billingSchema } from './billing-schema.js';
 
 export class ProgramDataError extends Error {
   override name = 'ProgramDataError';
@@ -128,12 +129,14 @@ export function loadProgramCatalog(options: LoadOptions): ProgramCatalog {
     const insurersFile = sibling('insurers.json');
     const areasFile = sibling('residence-areas.json');
     const enrolmentFile = sibling('enrolment.json');
+    const billingFile = sibling('billing.json');
     const program: LoadedProgram = {
       definition,
       centres: centresFile ? parseFile(centresFile, centresSchema).centres : [],
       insurers: insurersFile ? parseFile(insurersFile, insurersSchema).insurers : [],
       residenceAreas: areasFile ? parseFile(areasFile, residenceAreasSchema).areas : [],
       ...(enrolmentFile ? { enrolment: parseFile(enrolmentFile, enrolmentSchema) } : {}),
+      ...(billingFile ? { billing: parseFile(billingFile, billingSchema) } : {}),
     };
     checkReferences(file, program, valueSets, units.dimensions);
     programs.set(definition.id, program);
@@ -145,28 +148,38 @@ export function loadProgramCatalog(options: LoadOptions): ProgramCatalog {
   }
   if (programs.size === 0) throw new ProgramDataError(`No program found under ${options.mappingsDir}/programs/`);
 
-  const { planDefinitions, activityDefinitions } = loadPlanDefinitions(options.profilesDir, options.siteDir);
+  const { planDefinitions, activityDefinitions, chargeItemDefinitions } = loadPlanDefinitions(options.profilesDir, options.siteDir);
   // Plans are checked against the definitions when they are loaded (the service always does).
   for (const [relative, file] of options.profilesDir ? files : []) {
     const match = /^programs\/([^/]+)\/enrolment\.json$/.exec(relative);
     const program = match ? programs.get(match[1] as string) : undefined;
     if (program?.enrolment) checkPlans(file, program, planDefinitions, activityDefinitions);
   }
-  return { programs, valueSets, units, planDefinitions, activityDefinitions };
+  for (const [relative, file] of options.profilesDir ? files : []) {
+    const match = /^programs\/([^/]+)\/billing\.json$/.exec(relative);
+    const program = match ? programs.get(match[1] as string) : undefined;
+    if (program?.billing) checkBilling(file, program, chargeItemDefinitions);
+  }
+  return { programs, valueSets, units, planDefinitions, activityDefinitions, chargeItemDefinitions };
 }
 
 /** PlanDefinition / ActivityDefinition JSON files of `profilesDir`, overlaid by `siteDir/profiles/` file by file. */
 function loadPlanDefinitions(
   profilesDir: string | undefined,
   siteDir: string | undefined,
-): { planDefinitions: Map<string, fhir4.PlanDefinition>; activityDefinitions: Map<string, fhir4.ActivityDefinition> } {
+): {
+  planDefinitions: Map<string, fhir4.PlanDefinition>;
+  activityDefinitions: Map<string, fhir4.ActivityDefinition>;
+  chargeItemDefinitions: Map<string, fhir4.ChargeItemDefinition[]>;
+} {
   const planDefinitions = new Map<string, fhir4.PlanDefinition>();
   const activityDefinitions = new Map<string, fhir4.ActivityDefinition>();
+  const chargeItemDefinitions = new Map<string, fhir4.ChargeItemDefinition[]>();
   const files = new Map<string, string>();
   for (const dir of [profilesDir, siteDir ? path.join(siteDir, 'profiles') : undefined]) {
     if (!dir || !existsSync(dir)) continue;
     for (const name of readdirSync(dir)) {
-      if (/^(PlanDefinition|ActivityDefinition)-.+\.json$/.test(name)) files.set(name, path.join(dir, name));
+      if (/^(PlanDefinition|ActivityDefinition|ChargeItemDefinition)-.+\.json$/.test(name)) files.set(name, path.join(dir, name));
     }
   }
   for (const file of files.values()) {
@@ -179,9 +192,36 @@ function loadPlanDefinitions(
     if (!resource.url) throw new ProgramDataError(`${file}: field url: a canonical URL is required`);
     if (resource.resourceType === 'PlanDefinition') planDefinitions.set(resource.url, resource as fhir4.PlanDefinition);
     else if (resource.resourceType === 'ActivityDefinition') activityDefinitions.set(resource.url, resource as fhir4.ActivityDefinition);
-    else throw new ProgramDataError(`${file}: field resourceType: expected PlanDefinition or ActivityDefinition`);
+    else if (resource.resourceType === 'ChargeItemDefinition') {
+      // Tariffs are versioned: every dated version of a URL is kept (a past date replays its own).
+      const versions = chargeItemDefinitions.get(resource.url) ?? [];
+      versions.push(resource as fhir4.ChargeItemDefinition);
+      chargeItemDefinitions.set(resource.url, versions);
+    } else throw new ProgramDataError(`${file}: field resourceType: expected PlanDefinition, ActivityDefinition or ChargeItemDefinition`);
   }
-  return { planDefinitions, activityDefinitions };
+  return { planDefinitions, activityDefinitions, chargeItemDefinitions };
+}
+
+function checkBilling(file: string, program: LoadedProgram, chargeItemDefinitions: ReadonlyMap<string, fhir4.ChargeItemDefinition[]>): void {
+  const billing = program.billing;
+  if (!billing) return;
+  const plans = new Set([...(program.enrolment?.plans ?? []), ...(program.enrolment?.onDemandPlans ?? [])].map((plan) => plan.code));
+  const forfaits = [...billing.patientForfaits.map((f, i) => ({ f, where: `patientForfaits.${i}` })), ...billing.memberForfaits.map((f, i) => ({ f, where: `memberForfaits.${i}` }))];
+  for (const { f, where } of forfaits) {
+    if (!chargeItemDefinitions.get(f.chargeItemDefinition)?.length) {
+      throw new ProgramDataError(`${file}: field ${where}.chargeItemDefinition: no ChargeItemDefinition ${f.chargeItemDefinition} in profiles/`);
+    }
+  }
+  billing.patientForfaits.forEach((forfait, i) => {
+    forfait.dueOn.forEach((due, j) => {
+      if (due.event === 'plan-start' && !plans.has(due.plan)) {
+        throw new ProgramDataError(`${file}: field patientForfaits.${i}.dueOn.${j}.plan: "${due.plan}" is not a plan of enrolment.json`);
+      }
+    });
+    // The schedule's shares pay the whole forfait, no more, no less.
+    const total = forfait.dueOn.reduce((sum, due) => sum + Math.round(Number(due.share) * 1_000_000), 0);
+    if (total !== 1_000_000) throw new ProgramDataError(`${file}: field patientForfaits.${i}.dueOn: the shares add up to ${total / 1_000_000}, not 1`);
+  });
 }
 
 function checkPlans(

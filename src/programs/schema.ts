@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import type { EnrolmentData } from './enrolment-schema.js';
+import type { BillingData } from './billing-schema.js';
 
 /** A decimal written as a JSON string ("1.10") so no binary-float rounding enters program data. */
 export const decimalString = z
@@ -223,6 +224,8 @@ export interface LoadedProgram {
   residenceAreas: ResidenceAreasData['areas'];
   /** Enrolment, plans and sessions (`enrolment.json`); absent: the program only screens. */
   enrolment?: EnrolmentData;
+  /** Forfait billing (`billing.json`); absent: nothing is claimed. */
+  billing?: BillingData;
 }
 
 /** Data shared by every program. */
@@ -233,4 +236,6 @@ export interface ProgramCatalog {
   /** PlanDefinitions and ActivityDefinitions of `profiles/` (and SITE_DIR/profiles/), by canonical URL. */
   planDefinitions: ReadonlyMap<string, fhir4.PlanDefinition>;
   activityDefinitions: ReadonlyMap<string, fhir4.ActivityDefinition>;
+  /** Every dated version of each ChargeItemDefinition (tariff), by canonical URL. */
+  chargeItemDefinitions: ReadonlyMap<string, fhir4.ChargeItemDefinition[]>;
 }

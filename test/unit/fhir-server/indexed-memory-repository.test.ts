@@ -42,7 +42,7 @@ describe('IndexedMemoryRepository', () => {
       await repo.createResource({ ...observation('B2', 'h2'), id: 'b' });
       await repo.createResource({ resourceType: 'Observation', id: 'c', status: 'final', code: { text: 'y' }, identifier: [{ value: 'A1' }] } as Observation);
     }
-    for (const query of ['Observation?identifier=urn:lab|A1', 'Observation?identifier=A1', 'Observation?_tag=urn:hash|h2', 'Observation?identifier=urn:lab|Z']) {
+    for (const query of ['Observation?identifier=urn:lab|A1', 'Observation?identifier=A1', 'Observation?_tag=urn:hash|h2', 'Observation?identifier=urn:lab|Z', 'Observation?identifier=urn:lab|']) {
       expect(await ids(indexed, query), query).toEqual(await ids(base, query));
     }
   });
