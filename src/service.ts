@@ -24,6 +24,9 @@ import { createQueues } from './queue/queues.js';
 import { ScreeningStore } from './queue/screening-store.js';
 import { startWorkers } from './queue/workers.js';
 import { startLifecycle } from './queue/lifecycle.js';
+import { startClaims } from './queue/claims.js';
+import { BillingService } from './app/billing.service.js';
+import { HttpInsurerGateway } from './gateway/insurer-gateway.adapter.js';
 
 export interface RunningService {
   /** Adapter base URL (http://host:port), when the role serves HTTP. */
@@ -142,7 +145,29 @@ export async function startService(config: Config, log: Logger): Promise<Running
       runWorker: config.ROLE !== 'api',
     });
     cleanups.push(() => lifecycle.close());
-    metrics.watchQueues([queues.evaluation, queues.screening, lifecycle.queue]);
+
+    const gateway = config.GATEWAY_BASE_URL
+      ? new HttpInsurerGateway({
+          baseUrl: config.GATEWAY_BASE_URL,
+          timeoutMs: config.GATEWAY_TIMEOUT_MS,
+          ...(config.GATEWAY_TOKEN_FILE ? { bearerToken: readFileSync(config.GATEWAY_TOKEN_FILE, 'utf8').trim() } : {}),
+        })
+      : undefined;
+    if (!gateway) log.warn('no GATEWAY_BASE_URL: claims are generated and stored, not submitted');
+    const billing = new BillingService(fhir, catalog, enrolment, gateway);
+    const claims = await startClaims({
+      connection: redisOptions,
+      prefix: config.QUEUE_PREFIX,
+      timeZone: config.TZ_DEFAULT,
+      retryHours: config.GATEWAY_RETRY_HOURS,
+      handler: billing,
+      log,
+      runWorker: config.ROLE !== 'api',
+    });
+    cleanups.push(() => claims.close());
+    // Forfaits fall due when plans change: a queued generation per change (plus the daily sweep).
+    enrolment.onPlansChanged = (episodeId) => claims.enqueueGeneration(episodeId);
+    metrics.watchQueues([queues.evaluation, queues.screening, lifecycle.queue, claims.queue]);
     const screenings = new ScreeningStore(redis, config.QUEUE_PREFIX);
 
     if (config.ROLE !== 'api') {
@@ -178,7 +203,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
         maxBodyBytes: config.MAX_BODY_BYTES,
         completedRetentionSeconds: config.COMPLETED_JOB_RETENTION_S,
         version: packageVersion(),
-        otherQueues: [lifecycle.queue],
+        otherQueues: [lifecycle.queue, claims.queue],
+        billing,
+        enqueueSubmissions: claims.enqueueSubmissions,
       });
       const server = http.createServer(app);
       await new Promise<void>((resolve, reject) => {

@@ -84,6 +84,8 @@ const ref = (resource: fhir4.Resource): string => `${resource.resourceType}/${re
 
 export class EnrolmentService {
   private readonly sessionKinds: Set<string>;
+  /** Called after an enrolment's plans changed (enrolled, advanced, plan opened): forfaits may fall due. */
+  onPlansChanged: (episodeId: string) => Promise<void> = async () => {};
 
   constructor(
     private readonly fhir: FhirServer,
@@ -214,6 +216,7 @@ export class EnrolmentService {
           request: { method: 'PUT' as const, url: `${resource.resourceType}/${resource.id}` },
         })),
       });
+      await this.onPlansChanged(built.episode.id as string);
       return { created: true, episode: ref(built.episode), careTeam: ref(built.careTeam), carePlans: built.carePlans.map(ref) };
     });
   }
@@ -276,6 +279,7 @@ export class EnrolmentService {
         completed = true;
       }
     }
+    if (result.carePlans.length || result.episode) await this.onPlansChanged(episodeId);
     return { carePlansWritten: result.carePlans.length, episodeWritten: result.episode !== undefined, completed };
   }
 
@@ -329,7 +333,10 @@ export class EnrolmentService {
     const asOf = this.today(state.program);
     const opened = openOnDemandPlan(context, { episode: state.episode, careTeam: state.careTeam, carePlans: state.carePlans, planCode, start: start ?? asOf, asOf });
     if (!opened.ok) refuse(opened.issues);
-    if (opened.created) await this.write([opened.carePlan]);
+    if (opened.created) {
+      await this.write([opened.carePlan]);
+      await this.onPlansChanged(episodeId);
+    }
     return { carePlan: ref(opened.carePlan), created: opened.created };
   }
 

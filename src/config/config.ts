@@ -25,6 +25,14 @@ const configSchema = z.object({
   FHIR_TIMEOUT_MS: z.coerce.number().int().min(100).default(15000),
   /** Attempts for a FHIR request answered 429/5xx or timing out (Retry-After is honoured). */
   FHIR_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(4),
+  /** Insurer gateway base URL (`POST {url}/Claim/$submit`). Empty: claims are written but not submitted. */
+  GATEWAY_BASE_URL: z.string().url().optional(),
+  /** Timeout of one request to the insurer gateway, ms. */
+  GATEWAY_TIMEOUT_MS: z.coerce.number().int().min(100).default(30000),
+  /** Bearer token for the gateway, read from this file (never from the repository). */
+  GATEWAY_TOKEN_FILE: z.string().optional(),
+  /** How long a claim submission keeps being retried while the gateway is down or failing, hours. */
+  GATEWAY_RETRY_HOURS: z.coerce.number().min(0.01).max(720).default(48),
   /** Program data folder. */
   MAPPINGS_DIR: z.string().default('mappings'),
   /** Profiles folder (StructureDefinitions of what the adapter emits). */

@@ -14,6 +14,8 @@ import { ExpressAdapter } from '@bull-board/express';
 import { EligibilityService, UnknownProgramError } from '../app/eligibility.service.js';
 import { EnrolmentRefused, type EnrolmentService } from '../app/enrolment.service.js';
 import { mountEnrolmentRoutes, refusalOutcome } from './enrolment-routes.js';
+import { mountBillingRoutes } from './billing-routes.js';
+import { BillingRefused, type BillingService } from '../app/billing.service.js';
 import { IngestionService, PUSHABLE_TYPES, patientIdOf, patientReferenceOf, versionedReference } from '../app/ingestion.service.js';
 import { evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
 import { handleNotification } from '../app/notification.js';
@@ -50,6 +52,8 @@ export interface AppDeps {
   version: string;
   /** Further queues shown in /admin/queues (the lifecycle scheduler's). */
   otherQueues?: Queue[];
+  billing: BillingService;
+  enqueueSubmissions: (claimIds: string[]) => Promise<void>;
 }
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -229,6 +233,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   mountEnrolmentRoutes(app, deps.enrolment);
+  mountBillingRoutes(app, deps.billing, deps.enqueueSubmissions);
 
   // A care session inside a batch Bundle goes through the same checks as POST /fhir/Encounter.
   const recordSessionEntry = async (encounter: fhir4.Encounter): Promise<fhir4.BundleEntry> => {
@@ -286,6 +291,7 @@ export function createApp(deps: AppDeps): express.Express {
     const type = (error as { type?: string }).type;
     if (error instanceof OperationOutcomeError) return sendFhir(res, error.status, error.outcome);
     if (error instanceof EnrolmentRefused) return sendFhir(res, error.status, refusalOutcome(error));
+    if (error instanceof BillingRefused) return sendFhir(res, 404, operationOutcome(error.issues.map((i) => ({ code: i.code, diagnostics: i.diagnostics }))));
     if (type === 'entity.parse.failed') return sendFhir(res, 400, operationOutcome([{ code: 'structure', diagnostics: 'The body is not valid JSON' }]));
     if (type === 'entity.too.large') return sendFhir(res, 413, operationOutcome([{ code: 'too-costly', diagnostics: `The body is larger than ${deps.maxBodyBytes} bytes` }]));
     if (type === 'encoding.unsupported' || type === 'charset.unsupported') return sendFhir(res, 415, operationOutcome([{ code: 'not-supported', diagnostics: 'Unsupported body encoding' }]));

@@ -73,6 +73,8 @@ export function capabilityStatement(options: { version: string; baseUrl: string;
             documentation: 'Screens a patient list (default: every patient whose GP is in a participating centre) as queued work; 202 + Content-Location to poll.',
           },
           operation('advance', 'Moves every open enrolment to a date (asOf, optional program): the daily job, on demand. Idempotent.'),
+          operation('bill', 'Generates the forfait claims due up to a date (asOf, optional program) and queues their submission to the insurer gateway. Idempotent.'),
+          operation('budget', 'Claimed, accepted and paid amounts against the program budget (program, optional centre).'),
         ],
       },
     ],

@@ -77,7 +77,7 @@ describe('GET /fhir/metadata', () => {
     expect(resources.find((r) => r.type === 'EpisodeOfCare')?.interaction ?? []).toEqual([]);
     // No other type claims an instance operation.
     for (const resource of resources.filter((r) => r.type !== 'Patient' && r.type !== 'EpisodeOfCare')) expect(resource.operation ?? []).toEqual([]);
-    expect(rest?.operation?.map((o) => o.name)).toEqual(['screen', 'advance']);
+    expect(rest?.operation?.map((o) => o.name)).toEqual(['screen', 'advance', 'bill', 'budget']);
     expect(rest?.interaction?.map((i) => i.code).sort()).toEqual(['batch', 'transaction']);
   });
 

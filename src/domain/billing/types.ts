@@ -73,3 +73,53 @@ export interface BillingIssue {
   diagnostics: string;
   expression?: string;
 }
+
+/** A domain answer: the value, or why not (mapped to an OperationOutcome upstream). */
+export type Checked<T> = ({ ok: true } & T) | { ok: false; issues: BillingIssue[] };
+
+/**
+ * An Invoice that falls due for a forfait owed per professional (REDIAB COOP): one member, one
+ * membership year, one payee (the member, or the association for a sports educator's part).
+ */
+export interface DueInvoice {
+  /** Deterministic business identifier value (Invoice.identifier). */
+  key: string;
+  programId: string;
+  forfaitCode: string;
+  /** The member professional the forfait is for (care-team-role code as category). */
+  member: { reference: string; category: string };
+  payee: Payee;
+  /** Who is invoiced (billing.json `memberForfaitsPayer`): Invoice.recipient. */
+  recipient: fhir4.Reference;
+  dueDate: CalendarDate;
+  /** The membership year paid for (first and last day, inclusive). */
+  period: { start: CalendarDate; end: CalendarDate };
+  lines: DueLine[];
+  /** Exact sum of the lines. */
+  total: string;
+}
+
+const FHIR_BASE = 'http://forfait-fhir.org/fhir';
+
+/** Profiles of the billing resources (`profiles/StructureDefinition-<name>.json`). */
+export const BILLING_PROFILES = {
+  claim: `${FHIR_BASE}/StructureDefinition/forfait-claim`,
+  invoice: `${FHIR_BASE}/StructureDefinition/forfait-invoice`,
+  claimResponse: `${FHIR_BASE}/StructureDefinition/forfait-claim-response`,
+} as const;
+
+/**
+ * Extensions of the billing resources, besides the ChargeItemDefinition `propertyGroup` ones
+ * (CATEGORY_EXTENSION, PAYEE_RULE_EXTENSION of src/programs/billing-schema.ts):
+ * - Claim.item and Invoice.lineItem carry `forfait-charge-item-definition` (valueCanonical
+ *   `url|version`: the tariff version the amount comes from, so a replay can be audited) and,
+ *   for a line of a professional category, the same `forfait-professional-category`
+ *   extension (valueCode) as the price component it prices.
+ * - Invoice: FHIR R4 Invoice.issuer is Reference(Organization) only, so the payee (who may be a
+ *   PractitionerRole) is `participant` with role payeetype#provider; `issuer` is set as well
+ *   when the payee is an Organization (the association). The member professional the forfait
+ *   is for is a `participant` with its care-team-role coding as role.
+ */
+export const BILLING_EXTENSIONS = {
+  chargeItemDefinition: `${FHIR_BASE}/StructureDefinition/forfait-charge-item-definition`,
+} as const;

@@ -1,0 +1,253 @@
+/**
+ * Forfait claims (issue #4): thin orchestration around the pure billing domain
+ * (src/domain/billing/) and the insurer gateway port (src/gateway/).
+ *
+ * Generation: for an enrolment, the domain lists the claims due up to a date; each is built,
+ * checked (Coverage, accepted insurer, payee identifier) and written with a conditional create
+ * on its business identifier, so a re-run, a second worker or a re-sent event writes nothing
+ * new. Submission: one `Task` per claim records where it stands (`in-progress`, `completed`
+ * with the ClaimResponse, `failed` with the gateway's OperationOutcome).
+ */
+import { DateTime } from 'luxon';
+import { dueClaims } from '../domain/billing/due.js';
+import { buildClaim } from '../domain/billing/claims.js';
+import { budgetReport, type BudgetReport } from '../domain/billing/budget.js';
+import type { BillingIssue, DueClaim } from '../domain/billing/types.js';
+import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../domain/ids.js';
+import type { CalendarDate } from '../domain/types.js';
+import { TASK_CODE_SYSTEM } from '../domain/verdict-fhir.js';
+import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
+import type { InsurerGateway } from '../gateway/insurer-gateway.port.js';
+import { submissionBundle } from '../gateway/insurer-gateway.adapter.js';
+import { PROGRAM_CODE_SYSTEM } from '../programs/enrolment-schema.js';
+import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
+import type { ClaimsHandler } from '../queue/claims.js';
+import type { EnrolmentService } from './enrolment.service.js';
+
+const SUBMIT_TASK_CODE = 'submit-claim';
+
+/** Claims that could not be built, with why: each a clear issue, no claim written. */
+export class BillingRefused extends Error {
+  override name = 'BillingRefused';
+  constructor(readonly issues: BillingIssue[]) {
+    super(issues.map((issue) => issue.diagnostics).join(' '));
+  }
+}
+
+export interface GenerationResult {
+  /** Ids of the Claims that exist for what is due (new or already written). */
+  claims: string[];
+  created: number;
+  issues: BillingIssue[];
+}
+
+const ref = (resource: fhir4.Resource): string => `${resource.resourceType}/${resource.id}`;
+const localId = (reference: string | undefined, type: string): string | undefined =>
+  reference ? new RegExp(`^${type}/([A-Za-z0-9\\-.]{1,64})$`).exec(reference)?.[1] : undefined;
+
+export class BillingService implements ClaimsHandler {
+  constructor(
+    private readonly fhir: FhirServer,
+    private readonly catalog: ProgramCatalog,
+    private readonly enrolment: EnrolmentService,
+    private readonly gateway: InsurerGateway | undefined,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  private programsWithBilling(programId?: string): LoadedProgram[] {
+    return [...this.catalog.programs.values()].filter((p) => p.billing && p.enrolment && (!programId || p.definition.id === programId));
+  }
+
+  private today(program: LoadedProgram): CalendarDate {
+    return DateTime.fromJSDate(this.now()).setZone(program.definition.timeZone).toISODate() as CalendarDate;
+  }
+
+  private async organizationByIdentifier(identifier: { system: string; value: string }): Promise<fhir4.Organization | undefined> {
+    const [found] = await this.fhir.searchAll<fhir4.Organization>('Organization', { identifier: `${identifier.system}|${identifier.value}` }, 1);
+    return found;
+  }
+
+  /** The claims due for one enrolment up to `asOf`, written if new. */
+  async generateForEpisode(episodeId: string, asOf?: CalendarDate): Promise<GenerationResult> {
+    const state = await this.enrolment.loadState(episodeId);
+    const { program } = state;
+    const billing = program.billing;
+    if (!billing) return { claims: [], created: 0, issues: [] };
+    const date = asOf ?? this.today(program);
+    const patientId = localId(state.episode.patient.reference, 'Patient') as string;
+    const association = billing.association ? await this.organizationByIdentifier(billing.association.identifier) : undefined;
+    const due = dueClaims({
+      program: { id: program.definition.id, url: program.definition.url },
+      billing,
+      enrolment: program.enrolment as NonNullable<LoadedProgram['enrolment']>,
+      chargeItemDefinitions: this.catalog.chargeItemDefinitions,
+      episode: state.episode,
+      careTeam: state.careTeam,
+      carePlans: state.carePlans,
+      patientId,
+      ...(association ? { associationRef: ref(association) } : {}),
+      ...(state.episode.managingOrganization?.reference ? { centreRef: state.episode.managingOrganization.reference } : {}),
+      asOf: date,
+    });
+    if (!due.claims.length) return { claims: [], created: 0, issues: due.issues };
+
+    const coverages = await this.fhir.searchAll<fhir4.Coverage>('Coverage', { beneficiary: `Patient/${patientId}`, status: 'active' });
+    const result: GenerationResult = { claims: [], created: 0, issues: [...due.issues] };
+    for (const claim of due.claims) {
+      const built = await this.build(program, claim, coverages);
+      if (!built.ok) {
+        result.issues.push(...built.issues);
+        continue;
+      }
+      const identifier = built.claim.identifier?.[0] as fhir4.Identifier;
+      const written = await this.fhir.create(built.claim, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() });
+      result.claims.push(written.resource.id as string);
+      if (written.status === 201) result.created += 1;
+    }
+    return result;
+  }
+
+  private async build(program: LoadedProgram, due: DueClaim, coverages: fhir4.Coverage[]): Promise<{ ok: true; claim: fhir4.Claim } | { ok: false; issues: BillingIssue[] }> {
+    const coverage = coverages[0];
+    const payorReference = coverage?.payor?.[0]?.reference;
+    const payor = localId(payorReference, 'Organization') ? await this.fhir.readIfExists<fhir4.Organization>('Organization', localId(payorReference, 'Organization') as string) : undefined;
+    const payeeType = due.payee.reference.split('/')[0] as string;
+    let payee = await this.fhir.readIfExists<fhir4.Resource>(payeeType, due.payee.reference.split('/')[1] as string);
+    // A professional's identifier the insurer needs (RPPS) sits on the Practitioner behind a role.
+    const practitionerId = payee?.resourceType === 'PractitionerRole' ? localId((payee as fhir4.PractitionerRole).practitioner?.reference, 'Practitioner') : undefined;
+    if (practitionerId) payee = (await this.fhir.readIfExists<fhir4.Practitioner>('Practitioner', practitionerId)) ?? payee;
+    const built = buildClaim(due, {
+      programUrl: program.definition.url,
+      ...(coverage ? { coverage } : {}),
+      ...(payor ? { insurerOrganization: payor, insurer: { reference: `Organization/${payor.id}` } } : {}),
+      acceptedInsurers: program.insurers.map((insurer) => insurer.identifier),
+      // Professionals are paid on their identifier; the association and centre on theirs.
+      payeeIdentifierRequired: true,
+      ...(payee ? { payeeResource: payee } : {}),
+      zone: program.definition.timeZone,
+    });
+    return built.ok ? { ok: true, claim: built.claim } : { ok: false, issues: built.issues };
+  }
+
+  /** The daily sweep and `$bill`: every enrolment of the programs (open or ended: claims due before an exit still count). */
+  async generateAll(asOf?: CalendarDate, programId?: string): Promise<GenerationResult> {
+    const total: GenerationResult = { claims: [], created: 0, issues: [] };
+    for (const program of this.programsWithBilling(programId)) {
+      const episodes = await this.fhir.searchAll<fhir4.EpisodeOfCare>('EpisodeOfCare', { type: `${PROGRAM_CODE_SYSTEM}|${program.definition.id}`, _count: '1000' });
+      for (const episode of episodes) {
+        const result = await this.generateForEpisode(episode.id as string, asOf);
+        total.claims.push(...result.claims);
+        total.created += result.created;
+        total.issues.push(...result.issues);
+      }
+    }
+    return total;
+  }
+
+  private taskId(claimId: string): string {
+    return deterministicUuid(FORFAIT_UUID_NAMESPACE, `Task|submit-claim|${claimId}`);
+  }
+
+  private responseId(claimId: string): string {
+    return deterministicUuid(FORFAIT_UUID_NAMESPACE, `ClaimResponse|${claimId}`);
+  }
+
+  private async recordTask(claim: fhir4.Claim, status: fhir4.Task['status'], extra: Partial<fhir4.Task> = {}): Promise<void> {
+    const id = this.taskId(claim.id as string);
+    await this.fhir.update({
+      resourceType: 'Task',
+      id,
+      identifier: [{ system: 'http://forfait-fhir.org/fhir/submit-claim', value: claim.id as string }],
+      status,
+      intent: 'order',
+      code: { coding: [{ system: TASK_CODE_SYSTEM, code: SUBMIT_TASK_CODE }] },
+      description: 'Submission of a forfait claim to the insurer gateway',
+      focus: { reference: ref(claim) },
+      ...(claim.patient ? { for: claim.patient } : {}),
+      authoredOn: claim.created,
+      lastModified: this.now().toISOString(),
+      ...extra,
+    } as fhir4.Task & { id: string });
+  }
+
+  /** Stores the gateway's answer linked to the claim; 'queued' when it is not final. */
+  private async storeResponse(claim: fhir4.Claim, response: fhir4.ClaimResponse): Promise<'final' | 'queued'> {
+    const stored = {
+      ...response,
+      id: this.responseId(claim.id as string),
+      request: { reference: ref(claim), ...(claim.identifier?.[0] ? { identifier: claim.identifier[0] } : {}) },
+      patient: response.patient?.reference?.startsWith('Patient/') ? claim.patient : claim.patient,
+      insurer: claim.insurer,
+    } as fhir4.ClaimResponse & { id: string };
+    delete stored.meta;
+    await this.fhir.update(stored);
+    const final = response.outcome !== 'queued';
+    await this.recordTask(claim, final ? 'completed' : 'in-progress', {
+      ...(final ? { output: [{ type: { text: 'ClaimResponse' }, valueReference: { reference: `ClaimResponse/${stored.id}` } }] } : {}),
+      businessStatus: { text: `gateway outcome: ${response.outcome}` },
+    });
+    return final ? 'final' : 'queued';
+  }
+
+  private async referencedResources(claim: fhir4.Claim): Promise<fhir4.Resource[]> {
+    const references = [claim.patient?.reference, claim.insurer?.reference, claim.provider?.reference, claim.payee?.party?.reference, ...(claim.insurance ?? []).map((i) => i.coverage.reference)];
+    const unique = [...new Set(references.filter((r): r is string => typeof r === 'string' && /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(r)))];
+    const read = await Promise.all(unique.map((reference) => this.fhir.readIfExists<fhir4.Resource>(reference.split('/')[0] as string, reference.split('/')[1] as string)));
+    return read.filter((resource): resource is fhir4.Resource => resource !== undefined);
+  }
+
+  async submit(claimId: string): Promise<'final' | 'queued' | 'no-gateway'> {
+    const claim = await this.fhir.read<fhir4.Claim>('Claim', claimId);
+    if (!this.gateway) {
+      await this.recordTask(claim, 'requested', { businessStatus: { text: 'no insurer gateway configured (GATEWAY_BASE_URL)' } });
+      return 'no-gateway';
+    }
+    const identifier = claim.identifier?.[0] as fhir4.Identifier;
+    // Asked first: a gateway that accepted and then timed out already has it.
+    const known = await this.gateway.status(identifier);
+    if (known) return this.storeResponse(claim, known);
+    await this.recordTask(claim, 'in-progress', { businessStatus: { text: 'submitting' } });
+    const response = await this.gateway.submit(submissionBundle(claim, await this.referencedResources(claim)));
+    return this.storeResponse(claim, response);
+  }
+
+  async poll(claimId: string): Promise<'final' | 'queued'> {
+    const claim = await this.fhir.read<fhir4.Claim>('Claim', claimId);
+    if (!this.gateway) return 'queued';
+    const known = await this.gateway.status(claim.identifier?.[0] as fhir4.Identifier);
+    if (!known) throw new FhirServerError('The gateway does not know a claim it queued; retrying', 0, undefined, true);
+    return this.storeResponse(claim, known);
+  }
+
+  async recordFailure(claimId: string, error: Error): Promise<void> {
+    const claim = await this.fhir.readIfExists<fhir4.Claim>('Claim', claimId);
+    if (!claim) return;
+    const outcome = (error as { outcome?: fhir4.OperationOutcome }).outcome ?? {
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'error', code: 'exception', diagnostics: error.message }],
+    };
+    await this.recordTask(claim, 'failed', {
+      contained: [{ ...outcome, id: 'gateway-outcome' }],
+      statusReason: { text: error.message },
+      output: [{ type: { text: 'OperationOutcome' }, valueReference: { reference: '#gateway-outcome' } }],
+    });
+  }
+
+  /** Claimed, accepted and paid against the budget, per program (and centre). */
+  async budget(programId: string, centre?: string): Promise<BudgetReport & { programId: string; centre?: string }> {
+    const program = this.programsWithBilling(programId)[0];
+    if (!program?.billing) throw new BillingRefused([{ rule: 'tariff-missing', code: 'not-found', diagnostics: `Program ${programId} has no billing` }]);
+    const system = `${program.definition.url}/claim`;
+    let claims = await this.fhir.searchAll<fhir4.Claim>('Claim', { identifier: `${system}|`, _count: '1000' });
+    if (centre) {
+      const episodes = await this.fhir.searchAll<fhir4.EpisodeOfCare>('EpisodeOfCare', { type: `${PROGRAM_CODE_SYSTEM}|${program.definition.id}`, organization: centre, _count: '1000' });
+      const inCentre = new Set(episodes.map((e) => `EpisodeOfCare/${e.id}`));
+      claims = claims.filter((claim) => claim.supportingInfo?.some((info) => inCentre.has(info.valueReference?.reference ?? '')));
+    }
+    const responses = (
+      await Promise.all(claims.map((claim) => this.fhir.readIfExists<fhir4.ClaimResponse>('ClaimResponse', this.responseId(claim.id as string))))
+    ).filter((r): r is fhir4.ClaimResponse => r !== undefined);
+    const report = budgetReport({ ...(program.billing.budget ? { budget: program.billing.budget.amount } : {}), claims, responses });
+    return { ...report, programId, ...(centre ? { centre } : {}) };
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * InsurerGateway over HTTP with the native fetch: one request per call (no retry loop here:
+ * the claim queue retries for hours), a per-request `AbortSignal.timeout`, no redirects
+ * followed, and every failure turned into a GatewayError classified transient or permanent,
+ * with the gateway's `Retry-After` and OperationOutcome kept. The contract is in
+ * `insurer-gateway.port.ts`.
+ */
+import { parseRetryAfter } from '../fhir/fhir-server.adapter.js';
+import {
+  CLAIM_RESPONSE_OUTCOMES,
+  GatewayError,
+  claimBusinessIdentifier,
+  identifierKey,
+  type InsurerGateway,
+} from './insurer-gateway.port.js';
+
+// The pure Bundle builder lives with the contract; re-exported for callers that import the adapter.
+export { submissionBundle } from './insurer-gateway.port.js';
+
+export interface InsurerGatewayOptions {
+  /** `GATEWAY_BASE_URL`: `{baseUrl}/Claim/$submit`, `{baseUrl}/ClaimResponse?...`. */
+  baseUrl: string;
+  /** Timeout of one request, ms (connection, answer and body together). */
+  timeoutMs: number;
+  /** Sent as `Authorization: Bearer <token>` when set. */
+  bearerToken?: string;
+  /** Extra headers sent with every request (e.g. an API key the insurer requires). */
+  headers?: Record<string, string>;
+}
+
+const FHIR_JSON = 'application/fhir+json';
+/** The status of a GatewayError for an answer that breaks the contract (a bad gateway, in HTTP's words). */
+const INVALID_ANSWER = 502;
+
+function isResource<T extends fhir4.Resource>(value: unknown, resourceType: T['resourceType']): value is T {
+  return typeof value === 'object' && value !== null && (value as { resourceType?: unknown }).resourceType === resourceType;
+}
+
+/** FHIR search escaping of a token part (`\`, `|`, `,`, `$`). */
+function escapeSearch(value: string): string {
+  return value.replace(/[\\|,$]/g, (char) => `\\${char}`);
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  /** Parsed JSON, or undefined when the body was empty or not JSON. */
+  body: unknown;
+  /** The first characters of a body that was not JSON, for messages. */
+  text: string;
+}
+
+export class HttpInsurerGateway implements InsurerGateway {
+  private readonly baseUrl: string;
+
+  constructor(private readonly options: InsurerGatewayOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+  }
+
+  async submit(bundle: fhir4.Bundle): Promise<fhir4.ClaimResponse> {
+    const claim = bundle.entry?.[0]?.resource;
+    const identifier = isResource<fhir4.Claim>(claim, 'Claim') ? claimBusinessIdentifier(claim) : undefined;
+    if (bundle.resourceType !== 'Bundle' || bundle.type !== 'collection' || !identifier) {
+      // Our own mistake, found before sending: nothing to retry.
+      throw new GatewayError(
+        'gateway submit: refusing to send, the Bundle must be a collection whose first entry is a Claim with identifier[0].system and .value',
+        { status: 0, transient: false },
+      );
+    }
+    const label = `submit ${identifierKey(identifier)}`;
+    const answer = await this.request(label, `${this.baseUrl}/Claim/$submit`, { method: 'POST', body: JSON.stringify(bundle) });
+    const response = answer.body;
+    if (!isResource<fhir4.ClaimResponse>(response, 'ClaimResponse')) {
+      throw this.invalid(label, answer, `expected a ClaimResponse, got ${this.describe(answer)}`);
+    }
+    this.checkClaimResponse(label, answer, response, identifier);
+    return response;
+  }
+
+  async status(identifier: fhir4.Identifier): Promise<fhir4.ClaimResponse | undefined> {
+    if (!identifier.system || !identifier.value) {
+      throw new GatewayError('gateway status: the identifier needs a system and a value', { status: 0, transient: false });
+    }
+    const label = `status ${identifierKey(identifier)}`;
+    const query = new URLSearchParams({ 'request.identifier': `${escapeSearch(identifier.system)}|${escapeSearch(identifier.value)}` });
+    const answer = await this.request(label, `${this.baseUrl}/ClaimResponse?${query.toString()}`, { method: 'GET' });
+    const bundle = answer.body;
+    if (!isResource<fhir4.Bundle>(bundle, 'Bundle') || bundle.type !== 'searchset') {
+      throw this.invalid(label, answer, `expected a searchset Bundle, got ${this.describe(answer)}`);
+    }
+    // Entries with search.mode `include` or `outcome` (an OperationOutcome with warnings) are not results.
+    const found = (bundle.entry ?? [])
+      .filter((entry) => entry.search?.mode !== 'include' && entry.search?.mode !== 'outcome')
+      .map((entry) => entry.resource)
+      .filter((resource): resource is fhir4.ClaimResponse => isResource<fhir4.ClaimResponse>(resource, 'ClaimResponse'));
+    if (found.length > 1) {
+      throw this.invalid(label, answer, `expected 0 or 1 ClaimResponse, got ${found.length}`);
+    }
+    const [response] = found;
+    if (response) this.checkClaimResponse(label, answer, response, identifier);
+    return response;
+  }
+
+  /** One HTTP request; every failure becomes a GatewayError. Resolves only for a 2xx answer. */
+  private async request(label: string, url: string, init: { method: 'GET' | 'POST'; body?: string }): Promise<Answer> {
+    const { timeoutMs } = this.options;
+    const headers: Record<string, string> = { ...this.options.headers, Accept: FHIR_JSON };
+    if (init.body !== undefined) headers['Content-Type'] = FHIR_JSON;
+    if (this.options.bearerToken) headers['Authorization'] = `Bearer ${this.options.bearerToken}`;
+
+    let response: Response;
+    let text: string;
+    try {
+      // `manual`: a redirect would be a second request (and a POST replayed elsewhere).
+      response = await fetch(url, { ...init, headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+      // Same signal: a body that trickles in past the timeout fails too.
+      text = await response.text();
+    } catch (raw) {
+      const error = raw as Error & { cause?: { code?: string; message?: string } };
+      const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
+      const reason = timedOut ? `timed out after ${timeoutMs} ms` : `network error (${error.cause?.code ?? error.cause?.message ?? error.message})`;
+      throw new GatewayError(`gateway ${label}: ${reason}`, { status: 0 });
+    }
+
+    let body: unknown;
+    try {
+      body = text ? (JSON.parse(text) as unknown) : undefined;
+    } catch {
+      body = undefined;
+    }
+    const answer: Answer = { status: response.status, headers: response.headers, body, text: text.slice(0, 200) };
+    if (response.status >= 200 && response.status <= 299) return answer;
+
+    const outcome = isResource<fhir4.OperationOutcome>(body, 'OperationOutcome') ? body : undefined;
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+    const diagnostics = outcome?.issue
+      ?.map((issue) => issue.diagnostics ?? issue.details?.text)
+      .filter(Boolean)
+      .join('; ');
+    const redirect = response.status >= 300 && response.status <= 399 ? ` (redirect to ${response.headers.get('location') ?? '?'} not followed: check GATEWAY_BASE_URL)` : '';
+    throw new GatewayError(`gateway ${label}: HTTP ${response.status}${redirect}${diagnostics ? `: ${diagnostics}` : ''}`, {
+      status: response.status,
+      retryAfterMs,
+      outcome,
+    });
+  }
+
+  /** A 2xx answer must name the Claim asked about and carry a valid outcome, or it cannot be linked to it. */
+  private checkClaimResponse(label: string, answer: Answer, response: fhir4.ClaimResponse, identifier: fhir4.Identifier): void {
+    if (!(CLAIM_RESPONSE_OUTCOMES as readonly string[]).includes(response.outcome)) {
+      throw this.invalid(label, answer, `ClaimResponse.outcome ${JSON.stringify(response.outcome)} is not one of ${CLAIM_RESPONSE_OUTCOMES.join(', ')}`);
+    }
+    const named = response.request?.identifier;
+    // A gateway may echo the value without the system; a different system or value is another claim.
+    if (named && (named.value !== identifier.value || (named.system !== undefined && named.system !== identifier.system))) {
+      throw this.invalid(label, answer, `the ClaimResponse answers another claim (${identifierKey(named)})`);
+    }
+    if (!named && !response.request?.reference) {
+      throw this.invalid(label, answer, 'the ClaimResponse has neither request.identifier nor request.reference');
+    }
+  }
+
+  /** An answer that breaks the contract: transient (a gateway mid-deployment may answer a proxy page), outcome kept if any. */
+  private invalid(label: string, answer: Answer, reason: string): GatewayError {
+    const outcome = isResource<fhir4.OperationOutcome>(answer.body, 'OperationOutcome') ? answer.body : undefined;
+    return new GatewayError(`gateway ${label}: invalid answer (HTTP ${answer.status}): ${reason}`, {
+      status: INVALID_ANSWER,
+      transient: true,
+      retryAfterMs: parseRetryAfter(answer.headers.get('retry-after')),
+      outcome,
+    });
+  }
+
+  private describe(answer: Answer): string {
+    if (answer.body === undefined) return answer.text ? `a non-JSON body (${JSON.stringify(answer.text.slice(0, 80))})` : 'an empty body';
+    const resourceType = (answer.body as { resourceType?: unknown }).resourceType;
+    if (typeof resourceType !== 'string') return 'JSON that is not a FHIR resource';
+    return `${/^[AEIOU]/.test(resourceType) ? 'an' : 'a'} ${resourceType}`;
+  }
+}
