@@ -154,7 +154,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         })
       : undefined;
     if (!gateway) log.warn('no GATEWAY_BASE_URL: claims are generated and stored, not submitted');
-    const billing = new BillingService(fhir, catalog, enrolment, gateway);
+    const billing = new BillingService(fhir, catalog, enrolment, gateway, directory);
     const claims = await startClaims({
       connection: redisOptions,
       prefix: config.QUEUE_PREFIX,

@@ -12,6 +12,9 @@ import { DateTime } from 'luxon';
 import { dueClaims } from '../domain/billing/due.js';
 import { buildClaim } from '../domain/billing/claims.js';
 import { budgetReport, type BudgetReport } from '../domain/billing/budget.js';
+import { buildInvoice, dueMemberInvoices, type NetworkMember } from '../domain/billing/member-forfaits.js';
+import { CARE_TEAM_ROLE_SYSTEM } from '../programs/enrolment-schema.js';
+import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { BillingIssue, DueClaim } from '../domain/billing/types.js';
 import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../domain/ids.js';
 import type { CalendarDate } from '../domain/types.js';
@@ -51,6 +54,7 @@ export class BillingService implements ClaimsHandler {
     private readonly catalog: ProgramCatalog,
     private readonly enrolment: EnrolmentService,
     private readonly gateway: InsurerGateway | undefined,
+    private readonly directory: CentreDirectoryCache,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -133,6 +137,9 @@ export class BillingService implements ClaimsHandler {
   async generateAll(asOf?: CalendarDate, programId?: string): Promise<GenerationResult> {
     const total: GenerationResult = { claims: [], created: 0, issues: [] };
     for (const program of this.programsWithBilling(programId)) {
+      const invoices = await this.generateMemberInvoices(program, asOf ?? this.today(program));
+      total.created += invoices.created;
+      total.issues.push(...invoices.issues);
       const episodes = await this.fhir.searchAll<fhir4.EpisodeOfCare>('EpisodeOfCare', { type: `${PROGRAM_CODE_SYSTEM}|${program.definition.id}`, _count: '1000' });
       for (const episode of episodes) {
         const result = await this.generateForEpisode(episode.id as string, asOf);
@@ -142,6 +149,47 @@ export class BillingService implements ClaimsHandler {
       }
     }
     return total;
+  }
+
+  /**
+   * Forfaits owed per member professional (REDIAB COOP), as Invoices: on joining and at each
+   * anniversary while a member. Members are the PractitionerRoles of the program's centres,
+   * their category the care-team role in `PractitionerRole.code` (our code system, or the
+   * SNOMED CT occupation the program's roles declare), joined on `period.start`.
+   */
+  async generateMemberInvoices(program: LoadedProgram, asOf: CalendarDate): Promise<GenerationResult> {
+    const billing = program.billing;
+    if (!billing?.memberForfaits.length || !billing.memberForfaitsPayer) return { claims: [], created: 0, issues: [] };
+    const directory = await this.directory.get(program);
+    const roleIds = [...directory.members.keys()].flatMap((key) => localId(key, 'PractitionerRole') ?? []);
+    const snomed = new Map((program.enrolment?.careTeamRoles ?? []).flatMap((role) => (role.snomed ? [[role.snomed, role.code] as const] : [])));
+    const members: NetworkMember[] = [];
+    for (const id of roleIds) {
+      const role = await this.fhir.readIfExists<fhir4.PractitionerRole>('PractitionerRole', id);
+      const codings = (role?.code ?? []).flatMap((c) => c.coding ?? []);
+      const category = codings.find((c) => c.system === CARE_TEAM_ROLE_SYSTEM)?.code ?? codings.map((c) => snomed.get(c.code ?? '')).find(Boolean);
+      if (!role?.period?.start || !category) continue;
+      members.push({ reference: `PractitionerRole/${id}`, category, joined: role.period.start.slice(0, 10), ...(role.period.end ? { left: role.period.end.slice(0, 10) } : {}) });
+    }
+    const association = billing.association ? await this.organizationByIdentifier(billing.association.identifier) : undefined;
+    const due = dueMemberInvoices({
+      program: { id: program.definition.id, url: program.definition.url },
+      billing,
+      definitions: this.catalog.chargeItemDefinitions,
+      members,
+      ...(association ? { associationRef: `Organization/${association.id}` } : {}),
+      payer: { identifier: billing.memberForfaitsPayer.identifier, display: billing.memberForfaitsPayer.name },
+      asOf,
+      zone: program.definition.timeZone,
+    });
+    const result: GenerationResult = { claims: [], created: 0, issues: due.issues };
+    for (const invoice of due.invoices) {
+      const built = buildInvoice(invoice, { programUrl: program.definition.url });
+      const identifier = built.identifier?.[0] as fhir4.Identifier;
+      const written = await this.fhir.create(built, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() });
+      if (written.status === 201) result.created += 1;
+    }
+    return result;
   }
 
   private taskId(claimId: string): string {

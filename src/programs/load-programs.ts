@@ -23,6 +23,7 @@ import {
 } from './schema.js';
 import { enrolmentSchema } from './enrolment-schema.js';
 import { billingSchema } from './billing-schema.js';
+import { tariffVersionProblems } from '../domain/billing/tariffs.js';
 
 export class ProgramDataError extends Error {
   override name = 'ProgramDataError';
@@ -208,9 +209,13 @@ function checkBilling(file: string, program: LoadedProgram, chargeItemDefinition
   const plans = new Set([...(program.enrolment?.plans ?? []), ...(program.enrolment?.onDemandPlans ?? [])].map((plan) => plan.code));
   const forfaits = [...billing.patientForfaits.map((f, i) => ({ f, where: `patientForfaits.${i}` })), ...billing.memberForfaits.map((f, i) => ({ f, where: `memberForfaits.${i}` }))];
   for (const { f, where } of forfaits) {
-    if (!chargeItemDefinitions.get(f.chargeItemDefinition)?.length) {
+    const versions = chargeItemDefinitions.get(f.chargeItemDefinition);
+    if (!versions?.length) {
       throw new ProgramDataError(`${file}: field ${where}.chargeItemDefinition: no ChargeItemDefinition ${f.chargeItemDefinition} in profiles/`);
     }
+    // Malformed amounts, overlapping versions, a code that changes between versions: refused at start-up.
+    const problems = tariffVersionProblems(versions);
+    if (problems.length) throw new ProgramDataError(`${file}: field ${where}.chargeItemDefinition: ${problems.join('; ')}`);
   }
   billing.patientForfaits.forEach((forfait, i) => {
     forfait.dueOn.forEach((due, j) => {
