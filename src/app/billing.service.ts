@@ -93,14 +93,16 @@ export class BillingService implements ClaimsHandler {
       ...(state.episode.managingOrganization?.reference ? { centreRef: state.episode.managingOrganization.reference } : {}),
       asOf: date,
     });
-    if (!due.claims.length) return { claims: [], created: 0, issues: due.issues };
+    // Issues name the enrolment (a server id), so an operator knows which record to fix.
+    const located = (issues: BillingIssue[]): BillingIssue[] => issues.map((issue) => ({ ...issue, diagnostics: `EpisodeOfCare/${episodeId}: ${issue.diagnostics}` }));
+    if (!due.claims.length) return { claims: [], created: 0, issues: located(due.issues) };
 
     const coverages = await this.fhir.searchAll<fhir4.Coverage>('Coverage', { beneficiary: `Patient/${patientId}`, status: 'active' });
-    const result: GenerationResult = { claims: [], created: 0, issues: [...due.issues] };
+    const result: GenerationResult = { claims: [], created: 0, issues: located(due.issues) };
     for (const claim of due.claims) {
       const built = await this.build(program, claim, coverages);
       if (!built.ok) {
-        result.issues.push(...built.issues);
+        result.issues.push(...located(built.issues));
         continue;
       }
       const identifier = built.claim.identifier?.[0] as fhir4.Identifier;
@@ -212,7 +214,8 @@ export class BillingService implements ClaimsHandler {
       description: 'Submission of a forfait claim to the insurer gateway',
       focus: { reference: ref(claim) },
       ...(claim.patient ? { for: claim.patient } : {}),
-      authoredOn: claim.created,
+      // A claim due in the future (billing ahead with asOf) is still authored now at the latest.
+      authoredOn: [claim.created, this.now().toISOString()].sort()[0],
       lastModified: this.now().toISOString(),
       ...extra,
     } as fhir4.Task & { id: string });
@@ -227,7 +230,7 @@ export class BillingService implements ClaimsHandler {
       patient: response.patient?.reference?.startsWith('Patient/') ? claim.patient : claim.patient,
       insurer: claim.insurer,
     } as fhir4.ClaimResponse & { id: string };
-    delete stored.meta;
+    stored.meta = { profile: ['http://forfait-fhir.org/fhir/StructureDefinition/forfait-claim-response'] };
     await this.fhir.update(stored);
     const final = response.outcome !== 'queued';
     await this.recordTask(claim, final ? 'completed' : 'in-progress', {
@@ -279,6 +282,13 @@ export class BillingService implements ClaimsHandler {
       statusReason: { text: error.message },
       output: [{ type: { text: 'OperationOutcome' }, valueReference: { reference: '#gateway-outcome' } }],
     });
+  }
+
+  /** `Organization/{id}` of a centre given by identifier (`system|value`), if stored. */
+  async centreOrganization(centre: string): Promise<string | undefined> {
+    const [system, value] = centre.split('|') as [string, string];
+    const organization = await this.organizationByIdentifier({ system, value });
+    return organization ? `Organization/${organization.id}` : undefined;
   }
 
   /** Claimed, accepted and paid against the budget, per program (and centre). */

@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import {
   buildEnrolment,
+  CARE_MANAGER_ROLE,
   careTeamMembers,
   checkEnrolmentRequest,
   sameEnrolment,
@@ -206,6 +207,10 @@ export class EnrolmentService {
       }
 
       const built = buildEnrolment(context, request, asOf);
+      // The enrolment's centre (who is paid a team forfait, whose budget it counts in): the
+      // organization of the care manager's PractitionerRole.
+      const managing = await this.managingOrganization(request);
+      if (managing) built.episode.managingOrganization = { reference: managing };
       // One transaction of PUTs with deterministic ids; the episode last, so an interrupted
       // enrolment is found incomplete (no episode) and simply written again.
       await this.fhir.transaction({
@@ -219,6 +224,15 @@ export class EnrolmentService {
       await this.onPlansChanged(built.episode.id as string);
       return { created: true, episode: ref(built.episode), careTeam: ref(built.careTeam), carePlans: built.carePlans.map(ref) };
     });
+  }
+
+  private async managingOrganization(request: EnrolmentRequest): Promise<string | undefined> {
+    const gp = request.careTeam.find((member) => member.role === CARE_MANAGER_ROLE) ?? request.careTeam[0];
+    const roleId = /^PractitionerRole\/([A-Za-z0-9\-.]{1,64})$/.exec(gp?.reference ?? '')?.[1];
+    if (!roleId) return undefined;
+    const role = await this.fhir.readIfExists<fhir4.PractitionerRole>('PractitionerRole', roleId);
+    const organization = role?.organization?.reference;
+    return organization && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(organization) ? organization : undefined;
   }
 
   private async readConsent(reference: string): Promise<fhir4.Consent | undefined> {

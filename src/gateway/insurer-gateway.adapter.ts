@@ -133,12 +133,11 @@ export class HttpInsurerGateway implements InsurerGateway {
 
     const outcome = isResource<fhir4.OperationOutcome>(body, 'OperationOutcome') ? body : undefined;
     const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
-    const diagnostics = outcome?.issue
-      ?.map((issue) => issue.diagnostics ?? issue.details?.text)
-      .filter(Boolean)
-      .join('; ');
-    const redirect = response.status >= 300 && response.status <= 399 ? ` (redirect to ${response.headers.get('location') ?? '?'} not followed: check GATEWAY_BASE_URL)` : '';
-    throw new GatewayError(`gateway ${label}: HTTP ${response.status}${redirect}${diagnostics ? `: ${diagnostics}` : ''}`, {
+    // The gateway's own text may repeat patient data: it travels only in `outcome` (kept on the
+    // submission Task on the FHIR server), never in the message, which reaches logs and Redis.
+    const issueCodes = outcome?.issue?.map((issue) => issue.code).join(', ');
+    const redirect = response.status >= 300 && response.status <= 399 ? ' (redirect not followed: check GATEWAY_BASE_URL)' : '';
+    throw new GatewayError(`gateway ${label}: HTTP ${response.status}${redirect}${issueCodes ? ` (issues: ${issueCodes})` : ''}`, {
       status: response.status,
       retryAfterMs,
       outcome,
