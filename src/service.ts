@@ -11,7 +11,9 @@ import type { Logger } from 'pino';
 import { EligibilityService } from './app/eligibility.service.js';
 import { EnrolmentService } from './app/enrolment.service.js';
 import { IngestionService } from './app/ingestion.service.js';
-import type { Config } from './config/config.js';
+import { authConfigured, type Config } from './config/config.js';
+import { createAuthenticator, parseCentreMap, type Authenticator } from './http/auth.js';
+import { CentreAccess } from './app/centre-access.js';
 import { CentreDirectoryCache } from './fhir/centre-directory.js';
 import { HttpFhirServer } from './fhir/fhir-server.adapter.js';
 import { startEmbeddedFhirServer, type EmbeddedFhirServer } from './fhir-server/embedded-server.js';
@@ -89,6 +91,28 @@ export async function startService(config: Config, log: Logger): Promise<Running
   // R4 definitions and our profiles (about a second): paid at start-up, not by the first request.
   const profiles = initValidation({ profilesDir: config.PROFILES_DIR });
   log.info({ profiles: profiles.length }, 'profiles loaded');
+
+  // No authentication: refused in production; in development, loopback only, with a warning.
+  let authenticator: Authenticator | undefined;
+  let host = config.HOST;
+  if (authConfigured(config)) {
+    authenticator = createAuthenticator({
+      ...(config.AUTH_JWKS_URL ? { jwksUrl: config.AUTH_JWKS_URL } : {}),
+      ...(config.AUTH_JWKS_FILE ? { jwksFile: config.AUTH_JWKS_FILE } : {}),
+      issuer: config.AUTH_ISSUER as string,
+      audience: config.AUTH_AUDIENCE as string,
+      algorithms: config.AUTH_ALGORITHMS.split(',').map((a) => a.trim()) as ('RS256' | 'ES256')[],
+      centreClaim: config.AUTH_CENTRE_CLAIM,
+      centres: parseCentreMap(config.AUTH_CENTRES as string),
+      clockToleranceSec: config.AUTH_CLOCK_TOLERANCE_S,
+    });
+  } else if (config.NODE_ENV === 'production') {
+    throw new Error('Refusing to start in production without authentication: set AUTH_JWKS_URL or AUTH_JWKS_FILE, AUTH_ISSUER, AUTH_AUDIENCE and AUTH_CENTRES');
+  } else if (config.ROLE !== 'worker') {
+    if (!['127.0.0.1', 'localhost', '::1'].includes(host)) log.warn({ requestedHost: host }, 'no authentication configured: listening on 127.0.0.1 only');
+    host = '127.0.0.1';
+    log.warn('no authentication configured (development mode): every request is accepted; never expose this port');
+  }
 
   const cleanups: (() => Promise<void>)[] = [];
   const stopAll = async (): Promise<void> => {
@@ -206,14 +230,16 @@ export async function startService(config: Config, log: Logger): Promise<Running
         otherQueues: [lifecycle.queue, claims.queue],
         billing,
         enqueueSubmissions: claims.enqueueSubmissions,
+        centreAccess: new CentreAccess(fhir, catalog, directory),
+        ...(authenticator ? { authenticator } : {}),
       });
       const server = http.createServer(app);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.PORT, config.HOST, () => resolve());
+        server.listen(config.PORT, host, () => resolve());
       });
       const address = server.address() as AddressInfo;
-      url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${address.port}`;
+      url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
       // Stop accepting first; workers then drain (cleanups run in reverse order).
       cleanups.push(
         () =>

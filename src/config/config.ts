@@ -58,7 +58,39 @@ const configSchema = z.object({
   /** Load demo data into the FHIR server at start-up (npm start sets it through --demo). */
   DEMO_DATA: booleanish.default(false),
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  /** Inbound authentication: the JWKS of the authorisation server (https, or http on loopback). */
+  AUTH_JWKS_URL: z.string().url().optional(),
+  /** ... or a JWKS file (public keys only). */
+  AUTH_JWKS_FILE: z.string().optional(),
+  /** Expected `iss` of access tokens. */
+  AUTH_ISSUER: z.string().optional(),
+  /** Expected `aud` of access tokens. */
+  AUTH_AUDIENCE: z.string().optional(),
+  /** Accepted signature algorithms. */
+  AUTH_ALGORITHMS: z.string().default('RS256,ES256'),
+  /** Token claim naming the client's centre. */
+  AUTH_CENTRE_CLAIM: z.string().default('centre'),
+  /** Claim value → participating centre identifier: `claim=system|value,...` or a JSON object. */
+  AUTH_CENTRES: z.string().optional(),
+  /** Clock skew tolerated on exp/nbf, seconds. */
+  AUTH_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(300).default(30),
+}).superRefine((config, context) => {
+  const sources = [config.AUTH_JWKS_URL, config.AUTH_JWKS_FILE].filter(Boolean).length;
+  if (sources > 1) context.addIssue({ code: 'custom', path: ['AUTH_JWKS_URL'], message: 'give AUTH_JWKS_URL or AUTH_JWKS_FILE, not both' });
+  if (sources === 1) {
+    for (const key of ['AUTH_ISSUER', 'AUTH_AUDIENCE', 'AUTH_CENTRES'] as const) {
+      if (!config[key]) context.addIssue({ code: 'custom', path: [key], message: `required when authentication is configured` });
+    }
+  }
+  for (const algorithm of config.AUTH_ALGORITHMS.split(',')) {
+    if (!['RS256', 'ES256'].includes(algorithm.trim())) context.addIssue({ code: 'custom', path: ['AUTH_ALGORITHMS'], message: `unsupported algorithm "${algorithm}" (RS256, ES256)` });
+  }
 });
+
+/** True when inbound authentication is configured. */
+export function authConfigured(config: Config): boolean {
+  return Boolean(config.AUTH_JWKS_URL || config.AUTH_JWKS_FILE);
+}
 
 export type Config = z.infer<typeof configSchema>;
 

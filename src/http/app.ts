@@ -15,6 +15,9 @@ import { EligibilityService, UnknownProgramError } from '../app/eligibility.serv
 import { EnrolmentRefused, type EnrolmentService } from '../app/enrolment.service.js';
 import { mountEnrolmentRoutes, refusalOutcome } from './enrolment-routes.js';
 import { mountBillingRoutes } from './billing-routes.js';
+import { AuthError, assertScopes, authMiddleware, sendAuthError, type Authenticator } from './auth.js';
+import { bundleScopes, requiredScopes } from './scopes.js';
+import type { CentreAccess, ClientIdentity } from '../app/centre-access.js';
 import { BillingRefused, type BillingService } from '../app/billing.service.js';
 import { IngestionService, PUSHABLE_TYPES, patientIdOf, patientReferenceOf, versionedReference } from '../app/ingestion.service.js';
 import { evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
@@ -54,7 +57,13 @@ export interface AppDeps {
   otherQueues?: Queue[];
   billing: BillingService;
   enqueueSubmissions: (claimIds: string[]) => Promise<void>;
+  centreAccess: CentreAccess;
+  /** Absent: authentication disabled (development, loopback only). */
+  authenticator?: Authenticator;
 }
+
+/** The authenticated client of this request, if authentication is on. */
+export const clientOf = (res: Response): ClientIdentity | undefined => res.locals['client'] as ClientIdentity | undefined;
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -128,6 +137,16 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
+  // Authentication before anything reads the body: a request without a valid token stops here.
+  if (deps.authenticator) {
+    app.use(
+      authMiddleware(deps.authenticator, {
+        scopeFor: (req) => requiredScopes(req.method, req.path),
+        onFailure: (req, error) => log.warn({ reason: error.reason, status: error.status, path: req.path }, 'request refused'),
+      }),
+    );
+  }
+
   // FHIR endpoints and the rest-hook accept FHIR JSON only (415 otherwise): a body we would
   // not parse must never be mistaken for an empty notification.
   app.use(['/fhir', '/hooks'], (req, _res, next) => {
@@ -193,6 +212,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   async function evaluateEligibility(req: Request, res: Response, parameters: fhir4.Parameters): Promise<void> {
     const patientId = requireId(req.params['id'] as string | undefined, 'Patient');
+    await deps.centreAccess.assertPatient(clientOf(res), patientId);
     const programId = stringParameter(parameters, 'program');
     if (!programId) throw badRequest(`Parameter "program" is required (one of: ${eligibility.programIds.join(', ')})`, `Parameters.parameter.where(name='program')`);
     eligibility.program(programId);
@@ -212,11 +232,13 @@ export function createApp(deps: AppDeps): express.Express {
       if (!match) throw badRequest(`patient #${index + 1} must be a Patient/{id} reference`, `Parameters.parameter.where(name='patient')[${index}]`);
       return match[1] as string;
     });
+    const client = clientOf(res);
+    for (const patientId of patients) await deps.centreAccess.assertPatient(client, patientId);
     const screenId = randomUUID();
-    await deps.screenings.create(screenId, programId, asOf, new Date().toISOString());
+    await deps.screenings.create(screenId, programId, asOf, new Date().toISOString(), client?.centre);
     await deps.queues.screening.add(
       'screen',
-      { screenId, programId, asOf, ...(patients.length ? { patientIds: [...new Set(patients)] } : {}) },
+      { screenId, programId, asOf, ...(patients.length ? { patientIds: [...new Set(patients)] } : {}), ...(client?.centre ? { centre: client.centre } : {}) },
       { jobId: `screen.${screenId}`, attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
     );
     const location = `${baseUrlOf(req)}/fhir/_async/${screenId}`;
@@ -226,30 +248,59 @@ export function createApp(deps: AppDeps): express.Express {
   app.get('/fhir/_async/:id', async (req, res) => {
     const id = requireId(req.params['id'], 'screening');
     const status = await deps.screenings.get(id);
-    if (!status) throw notFound(`No screening ${id} (unknown or expired)`);
+    const client = clientOf(res);
+    // Another centre's screening is answered as an unknown one.
+    if (!status || (client && status.centre !== client.centre)) throw notFound(`No screening ${id} (unknown or expired)`);
     const finished = status.state === 'completed' || status.state === 'failed';
     const progress = `${status.done}/${status.total ?? '?'} evaluated`;
     sendFhir(res, finished ? 200 : 202, screenParameters(status), { 'X-Progress': progress, ...(finished ? {} : { 'Retry-After': '2' }) });
   });
 
-  mountEnrolmentRoutes(app, deps.enrolment);
+  mountEnrolmentRoutes(app, deps.enrolment, deps.centreAccess);
   mountBillingRoutes(app, deps.billing, deps.enqueueSubmissions);
 
+  /** Every entry of a pushed Bundle must concern the client's centre (or a Patient created in it). */
+  const assertBundleInCentre = async (client: ClientIdentity, bundle: fhir4.Bundle): Promise<void> => {
+    const entries = Array.isArray(bundle.entry) ? bundle.entry : [];
+    const localPatients = new Set<string>();
+    for (const entry of entries) {
+      const resource = entry?.resource;
+      if (!resource || typeof resource !== 'object') continue;
+      if (resource.resourceType === 'Patient') {
+        await deps.centreAccess.assertPushable(client, resource, undefined);
+        if (entry.fullUrl) localPatients.add(entry.fullUrl);
+      }
+    }
+    for (const entry of entries) {
+      const resource = entry?.resource;
+      if (!resource || typeof resource !== 'object' || resource.resourceType === 'Patient') continue;
+      await deps.centreAccess.assertPushable(client, resource, patientReferenceOf(resource), localPatients);
+    }
+  };
+
   // A care session inside a batch Bundle goes through the same checks as POST /fhir/Encounter.
-  const recordSessionEntry = async (encounter: fhir4.Encounter): Promise<fhir4.BundleEntry> => {
+  const recordSessionEntryFor = async (client: ClientIdentity | undefined, encounter: fhir4.Encounter): Promise<fhir4.BundleEntry> => {
     try {
+      const episodeId = /^EpisodeOfCare\/([A-Za-z0-9\-.]{1,64})$/.exec(encounter.episodeOfCare?.[0]?.reference ?? '')?.[1];
+      if (episodeId) await deps.centreAccess.assertEpisode(client, episodeId);
       const { encounter: stored, created } = await deps.enrolment.recordSession(encounter);
       const version = stored.meta?.versionId ? `/_history/${stored.meta.versionId}` : '';
       return { response: { status: created ? '201 Created' : '200 OK', location: `Encounter/${stored.id}${version}` } };
     } catch (error) {
       if (error instanceof EnrolmentRefused) return { response: { status: String(error.status), outcome: refusalOutcome(error) } };
+      if (error instanceof OperationOutcomeError) return { response: { status: String(error.status), outcome: error.outcome } };
       throw error;
     }
   };
 
   app.post('/fhir', async (req, res) => {
     if (req.body === undefined) throw badRequest('POST /fhir takes a Bundle (batch or transaction)', 'Bundle');
-    const result = await ingestBundle(req.body, deps.fhir, ingestion, recordSessionEntry);
+    const client = clientOf(res);
+    if (client) {
+      assertScopes(client, bundleScopes(req.body));
+      await assertBundleInCentre(client, req.body as fhir4.Bundle);
+    }
+    const result = await ingestBundle(req.body, deps.fhir, ingestion, (encounter) => recordSessionEntryFor(client, encounter));
     await enqueue(evaluationsFor(result.touched, eligibility.programIds));
     sendFhir(res, 200, result.response);
   });
@@ -261,6 +312,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
     if (req.body === undefined) throw badRequest(`POST /fhir/${type} takes a ${type} resource`, type);
     const problem = ingestion.check(req.body, type, type);
+    if (!problem) await deps.centreAccess.assertPushable(clientOf(res), req.body as fhir4.Resource, patientReferenceOf(req.body as fhir4.Resource));
     if (problem) {
       metrics.ingested.inc({ resource_type: type, result: 'rejected' });
       throw new OperationOutcomeError(problem.status, operationOutcome(problem.issues));
@@ -288,6 +340,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (error instanceof AuthError) return sendAuthError(res, error);
     const type = (error as { type?: string }).type;
     if (error instanceof OperationOutcomeError) return sendFhir(res, error.status, error.outcome);
     if (error instanceof EnrolmentRefused) return sendFhir(res, error.status, refusalOutcome(error));

@@ -39,7 +39,10 @@ export function mountBillingRoutes(app: Express, billing: BillingService, enqueu
     const parameters = parametersFromQuery(req.query as Record<string, unknown>);
     const program = stringParameter(parameters, 'program');
     if (!program) throw badRequest('Parameter "program" is required', `Parameters.parameter.where(name='program')`);
-    const report = await billing.budget(program, stringParameter(parameters, 'centre'));
+    // A centre's client reads its own centre's figures only.
+    const client = res.locals['client'] as { centre?: string } | undefined;
+    const centre = client ? (client.centre ? ((await billing.centreOrganization(client.centre)) ?? 'Organization/none') : 'Organization/none') : stringParameter(parameters, 'centre');
+    const report = await billing.budget(program, centre);
     send(res, 200, {
       resourceType: 'Parameters',
       parameter: [

@@ -6,6 +6,7 @@
  */
 import type { Express, Request, Response } from 'express';
 import { EnrolmentRefused, type EnrolmentService } from '../app/enrolment.service.js';
+import type { CentreAccess, ClientIdentity } from '../app/centre-access.js';
 import type { EnrolmentIssue, EnrolmentRequest } from '../domain/enrolment/types.js';
 import { validateResource } from '../fhir/validation.js';
 import { OperationOutcomeError, badRequest, operationOutcome } from './outcomes.js';
@@ -75,8 +76,11 @@ function parseEnrolment(patientId: string, parameters: fhir4.Parameters): Enrolm
 const reference = (name: string, value: string): fhir4.ParametersParameter => ({ name, valueReference: { reference: value } });
 
 /** Mounts the routes; call before the generic `POST /fhir/:type`. */
-export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService): void {
+const clientOf = (res: Response): ClientIdentity | undefined => res.locals['client'] as ClientIdentity | undefined;
+
+export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService, access: CentreAccess): void {
   app.post('/fhir/Patient/:id/\\$enroll', async (req, res) => {
+    await access.assertPatient(clientOf(res), idParam(req, 'Patient'));
     const request = parseEnrolment(idParam(req, 'Patient'), asParameters(req.body));
     const answer = await enrolment.enroll(request);
     send(res, answer.created ? 201 : 200, {
@@ -95,6 +99,7 @@ export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService):
     const programId = stringParameter(parameters, 'program');
     const reason = stringParameter(parameters, 'reason');
     if (!programId || !reason) throw badRequest('Parameters "program" and "reason" are required', 'Parameters');
+    await access.assertPatient(clientOf(res), idParam(req, 'Patient'));
     const task = await enrolment.decline(idParam(req, 'Patient'), programId, reason, stringParameter(parameters, 'text'));
     send(res, 200, { resourceType: 'Parameters', parameter: [reference('task', task)] });
   });
@@ -103,6 +108,7 @@ export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService):
     const parameters = asParameters(req.body);
     const reason = stringParameter(parameters, 'reason');
     if (!reason) throw badRequest('Parameter "reason" (an exit-reason code) is required', `Parameters.parameter.where(name='reason')`);
+    await access.assertEpisode(clientOf(res), idParam(req, 'EpisodeOfCare'));
     const episode = await enrolment.exit(idParam(req, 'EpisodeOfCare'), reason, stringParameter(parameters, 'text'), dateParameter(parameters, 'date'));
     send(res, 200, { resourceType: 'Parameters', parameter: [reference('episodeOfCare', episode)] });
   });
@@ -111,12 +117,14 @@ export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService):
     const parameters = asParameters(req.body);
     const plan = stringParameter(parameters, 'plan');
     if (!plan) throw badRequest('Parameter "plan" (a plan code) is required', `Parameters.parameter.where(name='plan')`);
+    await access.assertEpisode(clientOf(res), idParam(req, 'EpisodeOfCare'));
     const result = await enrolment.addPlan(idParam(req, 'EpisodeOfCare'), plan, dateParameter(parameters, 'start'));
     send(res, result.created ? 201 : 200, { resourceType: 'Parameters', parameter: [reference('carePlan', result.carePlan)] });
   });
 
   app.post('/fhir/EpisodeOfCare/:id/\\$advance', async (req, res) => {
     const parameters = asParameters(req.body);
+    await access.assertEpisode(clientOf(res), idParam(req, 'EpisodeOfCare'));
     const result = await enrolment.advanceEpisode(idParam(req, 'EpisodeOfCare'), dateParameter(parameters, 'asOf'));
     send(res, 200, {
       resourceType: 'Parameters',
@@ -149,6 +157,8 @@ export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService):
         operationOutcome(structural.map((issue) => ({ code: issue.code, diagnostics: issue.diagnostics ?? 'Invalid Encounter', ...(issue.expression ? { expression: issue.expression } : {}) }))),
       );
     }
+    const episodeId = /^EpisodeOfCare\/([A-Za-z0-9\-.]{1,64})$/.exec(encounter.episodeOfCare?.[0]?.reference ?? '')?.[1];
+    if (episodeId) await access.assertEpisode(clientOf(res), episodeId);
     const { encounter: stored, created } = await enrolment.recordSession(encounter);
     send(res, created ? 201 : 200, stored);
   });

@@ -31,6 +31,8 @@ export interface ScreeningJobData {
   asOf: string;
   /** Explicit patient list; absent: every patient whose GP is in a participating centre. */
   patientIds?: string[];
+  /** Only this centre's patients (the asking client's centre, `system|value`). */
+  centre?: string;
 }
 
 /**

@@ -13,6 +13,8 @@ export interface ScreenStatus {
   asOf: string;
   state: ScreenState;
   createdAt: string;
+  /** The centre of the client that asked (`system|value`); only that centre reads it. */
+  centre?: string;
   total?: number;
   done: number;
   counts: Record<string, number>;
@@ -33,10 +35,10 @@ export class ScreeningStore {
     return `${this.prefix}:screen:${id}:${part}`;
   }
 
-  async create(id: string, programId: string, asOf: string, createdAt: string): Promise<void> {
+  async create(id: string, programId: string, asOf: string, createdAt: string, centre?: string): Promise<void> {
     await this.redis
       .multi()
-      .hset(this.key(id, 'meta'), { programId, asOf, state: 'queued', createdAt })
+      .hset(this.key(id, 'meta'), { programId, asOf, state: 'queued', createdAt, ...(centre ? { centre } : {}) })
       .expire(this.key(id, 'meta'), this.retentionSeconds)
       .exec();
   }
@@ -73,6 +75,7 @@ export class ScreeningStore {
       asOf: meta['asOf'] ?? '',
       state: (meta['state'] ?? 'queued') as ScreenState,
       createdAt: meta['createdAt'] ?? '',
+      ...(meta['centre'] ? { centre: meta['centre'] } : {}),
       ...(meta['total'] !== undefined ? { total: Number(meta['total']) } : {}),
       done: outcomes.length,
       counts,

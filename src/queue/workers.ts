@@ -82,7 +82,7 @@ export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
       const { screenId, programId, asOf } = job.data;
       try {
         await deps.screenings.setState(screenId, 'listing');
-        const patientIds = job.data.patientIds ?? (await listPatientsInCentres(deps, programId));
+        const patientIds = job.data.patientIds ?? (await listPatientsInCentres(deps, programId, job.data.centre));
         await deps.screenings.setState(screenId, patientIds.length ? 'running' : 'completed', { total: patientIds.length });
         // Chunks keep each Redis round trip bounded; deterministic child ids make a re-run of this job a no-op.
         for (let i = 0; i < patientIds.length; i += 500) {
@@ -120,10 +120,11 @@ export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
 }
 
 /** Every patient whose GP (Practitioner, PractitionerRole or Organization) is in a participating centre. */
-async function listPatientsInCentres(deps: WorkerDeps, programId: string): Promise<string[]> {
+async function listPatientsInCentres(deps: WorkerDeps, programId: string, centre?: string): Promise<string[]> {
   const directory = await deps.directory.get(deps.service.program(programId));
   const ids = new Set<string>();
-  for (const member of directory.members.keys()) {
+  for (const [member, entry] of directory.members) {
+    if (centre && entry.centre !== centre) continue;
     const patients = await deps.fhir.searchAll<fhir4.Patient>('Patient', { 'general-practitioner': member, _elements: 'id', _count: '1000' });
     for (const patient of patients) if (patient.id) ids.add(patient.id);
   }
