@@ -14,6 +14,11 @@ import { IngestionService } from './app/ingestion.service.js';
 import { authConfigured, type Config } from './config/config.js';
 import { createAuthenticator, parseCentreMap, type Authenticator } from './http/auth.js';
 import { CentreAccess } from './app/centre-access.js';
+import { startAudit } from './queue/audit.js';
+import { AuditSink, ProvenanceWriter } from './app/audit.service.js';
+import { hostname } from 'node:os';
+import { smartBackendFromFiles } from './infra/smart-backend.js';
+import { loadMtlsMaterial } from './infra/mtls.js';
 import { CentreDirectoryCache } from './fhir/centre-directory.js';
 import { HttpFhirServer } from './fhir/fhir-server.adapter.js';
 import { startEmbeddedFhirServer, type EmbeddedFhirServer } from './fhir-server/embedded-server.js';
@@ -149,7 +154,18 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const warning = await checkMaxmemoryPolicy(redis);
     if (warning) log.warn(warning);
 
-    const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS });
+    // Outbound: SMART Backend Services (client credentials, private_key_jwt), tokens cached until expiry.
+    const fhirTokens = config.FHIR_AUTH_TOKEN_URL
+      ? await smartBackendFromFiles({
+          tokenUrl: config.FHIR_AUTH_TOKEN_URL,
+          clientId: config.FHIR_AUTH_CLIENT_ID ?? '', // presence enforced by the configuration schema
+          privateKeyFile: config.FHIR_AUTH_PRIVATE_KEY_FILE ?? '',
+          keyId: config.FHIR_AUTH_KEY_ID ?? '',
+          scope: config.FHIR_AUTH_SCOPE ?? '',
+          alg: config.FHIR_AUTH_ALG,
+        })
+      : undefined;
+    const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS, ...(fhirTokens ? { tokenProvider: fhirTokens } : {}) });
     const directoryGenerationKey = `${config.QUEUE_PREFIX}:centre-directory:generation`;
     const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS, () => redis.get(directoryGenerationKey));
     const eligibility = new EligibilityService(fhir, catalog, directory);
@@ -170,11 +186,32 @@ export async function startService(config: Config, log: Logger): Promise<Running
     });
     cleanups.push(() => lifecycle.close());
 
+    const gatewayTokens = config.GATEWAY_AUTH_TOKEN_URL
+      ? await smartBackendFromFiles({
+          tokenUrl: config.GATEWAY_AUTH_TOKEN_URL,
+          clientId: config.GATEWAY_AUTH_CLIENT_ID ?? '',
+          privateKeyFile: config.GATEWAY_AUTH_PRIVATE_KEY_FILE ?? '',
+          keyId: config.GATEWAY_AUTH_KEY_ID ?? '',
+          scope: config.GATEWAY_AUTH_SCOPE ?? '',
+          alg: config.GATEWAY_AUTH_ALG,
+        })
+      : undefined;
+    const gatewayTls =
+      config.GATEWAY_TLS_CERT_FILE && config.GATEWAY_TLS_KEY_FILE
+        ? loadMtlsMaterial({
+            certFile: config.GATEWAY_TLS_CERT_FILE,
+            keyFile: config.GATEWAY_TLS_KEY_FILE,
+            ...(config.GATEWAY_TLS_CA_FILE ? { caFile: config.GATEWAY_TLS_CA_FILE } : {}),
+            ...(config.GATEWAY_TLS_KEY_PASSPHRASE ? { passphrase: config.GATEWAY_TLS_KEY_PASSPHRASE } : {}),
+          })
+        : undefined;
+    if (gatewayTls) log.info({ validTo: gatewayTls.validTo.toISOString() }, 'gateway mTLS client certificate loaded');
     const gateway = config.GATEWAY_BASE_URL
       ? new HttpInsurerGateway({
           baseUrl: config.GATEWAY_BASE_URL,
           timeoutMs: config.GATEWAY_TIMEOUT_MS,
-          ...(config.GATEWAY_TOKEN_FILE ? { bearerToken: readFileSync(config.GATEWAY_TOKEN_FILE, 'utf8').trim() } : {}),
+          ...(gatewayTokens ? { tokenProvider: gatewayTokens } : config.GATEWAY_TOKEN_FILE ? { bearerToken: readFileSync(config.GATEWAY_TOKEN_FILE, 'utf8').trim() } : {}),
+          ...(gatewayTls ? { tls: gatewayTls } : {}),
         })
       : undefined;
     if (!gateway) log.warn('no GATEWAY_BASE_URL: claims are generated and stored, not submitted');
@@ -191,7 +228,21 @@ export async function startService(config: Config, log: Logger): Promise<Running
     cleanups.push(() => claims.close());
     // Forfaits fall due when plans change: a queued generation per change (plus the daily sweep).
     enrolment.onPlansChanged = (episodeId) => claims.enqueueGeneration(episodeId);
-    metrics.watchQueues([queues.evaluation, queues.screening, lifecycle.queue, claims.queue]);
+
+    // Audit trail: one AuditEvent per request, a Provenance per generated resource, written to
+    // the FHIR server by a queue so a request never waits for (or fails on) its audit.
+    const audit = await startAudit({ connection: redisOptions, prefix: config.QUEUE_PREFIX, fhir, log, runWorker: config.ROLE !== 'api' });
+    cleanups.push(() => audit.close());
+    const auditSink = new AuditSink(audit.add, log);
+    const provenance = new ProvenanceWriter(audit.add, log, `forfait-fhir ${packageVersion()}`);
+    // Pushed after audit.close, so it runs before it (cleanups run in reverse).
+    cleanups.push(async () => {
+      await Promise.all([auditSink.flush(), provenance.flush()]);
+    });
+    eligibility.provenance = provenance;
+    enrolment.provenance = provenance;
+    billing.provenance = provenance;
+    metrics.watchQueues([queues.evaluation, queues.screening, lifecycle.queue, claims.queue, audit.queue]);
     const screenings = new ScreeningStore(redis, config.QUEUE_PREFIX);
 
     if (config.ROLE !== 'api') {
@@ -227,7 +278,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
         maxBodyBytes: config.MAX_BODY_BYTES,
         completedRetentionSeconds: config.COMPLETED_JOB_RETENTION_S,
         version: packageVersion(),
-        otherQueues: [lifecycle.queue, claims.queue],
+        otherQueues: [lifecycle.queue, claims.queue, audit.queue],
+        audit: auditSink,
+        auditSite: hostname(),
         billing,
         enqueueSubmissions: claims.enqueueSubmissions,
         centreAccess: new CentreAccess(fhir, catalog, directory),

@@ -26,6 +26,7 @@ import { PROGRAM_CODE_SYSTEM } from '../programs/enrolment-schema.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import type { ClaimsHandler } from '../queue/claims.js';
 import type { EnrolmentService } from './enrolment.service.js';
+import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
 
 const SUBMIT_TASK_CODE = 'submit-claim';
 
@@ -49,6 +50,9 @@ const localId = (reference: string | undefined, type: string): string | undefine
   reference ? new RegExp(`^${type}/([A-Za-z0-9\\-.]{1,64})$`).exec(reference)?.[1] : undefined;
 
 export class BillingService implements ClaimsHandler {
+  /** Records where what this service writes comes from (set by the composition root). */
+  provenance?: ProvenanceWriter;
+
   constructor(
     private readonly fhir: FhirServer,
     private readonly catalog: ProgramCatalog,
@@ -108,7 +112,10 @@ export class BillingService implements ClaimsHandler {
       const identifier = built.claim.identifier?.[0] as fhir4.Identifier;
       const written = await this.fhir.create(built.claim, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() });
       result.claims.push(written.resource.id as string);
-      if (written.status === 201) result.created += 1;
+      if (written.status === 201) {
+        result.created += 1;
+        await this.provenance?.record(writtenReferences(written.resource), [`EpisodeOfCare/${episodeId}`, ...(claim.carePlan ? [claim.carePlan] : [])], 'CREATE');
+      }
     }
     return result;
   }
@@ -189,7 +196,10 @@ export class BillingService implements ClaimsHandler {
       const built = buildInvoice(invoice, { programUrl: program.definition.url });
       const identifier = built.identifier?.[0] as fhir4.Identifier;
       const written = await this.fhir.create(built, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() });
-      if (written.status === 201) result.created += 1;
+      if (written.status === 201) {
+        result.created += 1;
+        await this.provenance?.record(writtenReferences(written.resource), [invoice.member.reference], 'CREATE');
+      }
     }
     return result;
   }
@@ -231,7 +241,8 @@ export class BillingService implements ClaimsHandler {
       insurer: claim.insurer,
     } as fhir4.ClaimResponse & { id: string };
     stored.meta = { profile: ['http://forfait-fhir.org/fhir/StructureDefinition/forfait-claim-response'] };
-    await this.fhir.update(stored);
+    const written = await this.fhir.update(stored);
+    await this.provenance?.record(writtenReferences(written.resource), [ref(claim)], 'UPDATE');
     const final = response.outcome !== 'queued';
     await this.recordTask(claim, final ? 'completed' : 'in-progress', {
       ...(final ? { output: [{ type: { text: 'ClaimResponse' }, valueReference: { reference: `ClaimResponse/${stored.id}` } }] } : {}),

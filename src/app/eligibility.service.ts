@@ -15,6 +15,7 @@ import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import { fetchPatientRecord } from '../fhir/patient-record.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
+import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
 
 /** EpisodeOfCare.type coding that marks an enrolment in a program (written by the enrolment feature). */
 export const PROGRAM_CODE_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/program';
@@ -38,6 +39,8 @@ function verdictOf(response: fhir4.GuidanceResponse | undefined): fhir4.Paramete
 
 export class EligibilityService {
   private readonly observationCodes: { system: string; code: string }[];
+  /** Records where what this service writes comes from (set by the composition root). */
+  provenance?: ProvenanceWriter;
 
   constructor(
     private readonly fhir: FhirServer,
@@ -101,7 +104,11 @@ export class EligibilityService {
     const unchanged = previous !== undefined && JSON.stringify(previous) === JSON.stringify(verdictOf(response));
     const stale = previousAsOf !== undefined && previousAsOf > verdict.asOf;
     const writeResponse = !unchanged && !stale;
-    if (writeResponse) await this.fhir.update({ ...response, id: grId });
+    const evidence = verdict.criteria.flatMap((criterion) => criterion.evidence);
+    if (writeResponse) {
+      const written = await this.fhir.update({ ...response, id: grId });
+      await this.provenance?.record(writtenReferences(written.resource), evidence, existingResponse ? 'UPDATE' : 'CREATE');
+    }
 
     let task: string | undefined = existingTask ? `Task/${taskId}` : undefined;
     let taskWritten = false;
@@ -117,7 +124,8 @@ export class EligibilityService {
         authoredOn: occurrence,
         ...(gp?.reference ? { owner: { reference: gp.reference } } : {}),
       });
-      await this.fhir.update({ ...proposal, id: taskId });
+      const written = await this.fhir.update({ ...proposal, id: taskId });
+      await this.provenance?.record(writtenReferences(written.resource), evidence, 'CREATE');
       task = `Task/${taskId}`;
       taskWritten = true;
     }

@@ -27,6 +27,7 @@ import { PatientNotFoundError } from '../fhir/patient-record.js';
 import { DECLINE_REASON_SYSTEM, PROGRAM_CODE_SYSTEM } from '../programs/enrolment-schema.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import type { EligibilityService } from './eligibility.service.js';
+import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
 
 /** A refusal the HTTP layer turns into an OperationOutcome: 409 for conflicts, else 422 (or 404). */
 export class EnrolmentRefused extends Error {
@@ -87,6 +88,8 @@ export class EnrolmentService {
   private readonly sessionKinds: Set<string>;
   /** Called after an enrolment's plans changed (enrolled, advanced, plan opened): forfaits may fall due. */
   onPlansChanged: (episodeId: string) => Promise<void> = async () => {};
+  /** Records where what this service writes comes from (set by the composition root). */
+  provenance?: ProvenanceWriter;
 
   constructor(
     private readonly fhir: FhirServer,
@@ -213,7 +216,7 @@ export class EnrolmentService {
       if (managing) built.episode.managingOrganization = { reference: managing };
       // One transaction of PUTs with deterministic ids; the episode last, so an interrupted
       // enrolment is found incomplete (no episode) and simply written again.
-      await this.fhir.transaction({
+      const written = await this.fhir.transaction({
         resourceType: 'Bundle',
         type: 'transaction',
         entry: [built.careTeam, ...built.carePlans, built.episode].map((resource) => ({
@@ -221,6 +224,7 @@ export class EnrolmentService {
           request: { method: 'PUT' as const, url: `${resource.resourceType}/${resource.id}` },
         })),
       });
+      await this.provenance?.record(writtenReferences(written), [`Patient/${request.patientId}`, ...(request.consent ? [request.consent] : [])], 'CREATE');
       await this.onPlansChanged(built.episode.id as string);
       return { created: true, episode: ref(built.episode), careTeam: ref(built.careTeam), carePlans: built.carePlans.map(ref) };
     });
@@ -248,7 +252,8 @@ export class EnrolmentService {
       const next = { ...resource, meta: { ...resource.meta } } as fhir4.Resource & { id: string };
       delete next.meta?.versionId;
       delete next.meta?.lastUpdated;
-      await this.fhir.update(next, versionId ? { ifMatch: versionId } : {});
+      const written = await this.fhir.update(next, versionId ? { ifMatch: versionId } : {});
+      await this.provenance?.record(writtenReferences(written.resource), [], versionId ? 'UPDATE' : 'CREATE');
     }
   }
 

@@ -8,6 +8,8 @@ const booleanish = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const smartAlg = z.enum(['RS384', 'ES384', 'RS256', 'ES256']);
+
 const configSchema = z.object({
   /** HTTP port of the adapter. */
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -33,6 +35,29 @@ const configSchema = z.object({
   GATEWAY_TOKEN_FILE: z.string().optional(),
   /** How long a claim submission keeps being retried while the gateway is down or failing, hours. */
   GATEWAY_RETRY_HOURS: z.coerce.number().min(0.01).max(720).default(48),
+  /** SMART Backend Services token endpoint for the FHIR server (https, or http on loopback). Unset: no auth to it. */
+  FHIR_AUTH_TOKEN_URL: z.string().url().optional(),
+  FHIR_AUTH_CLIENT_ID: z.string().min(1).optional(),
+  /** Private key file, PKCS#8 PEM or JWK JSON (never in the repository). */
+  FHIR_AUTH_PRIVATE_KEY_FILE: z.string().optional(),
+  /** kid of the registered public key. */
+  FHIR_AUTH_KEY_ID: z.string().min(1).optional(),
+  FHIR_AUTH_SCOPE: z.string().min(1).optional(),
+  FHIR_AUTH_ALG: smartAlg.default('ES384'),
+  /** The same for the insurer gateway (instead of GATEWAY_TOKEN_FILE). */
+  GATEWAY_AUTH_TOKEN_URL: z.string().url().optional(),
+  GATEWAY_AUTH_CLIENT_ID: z.string().min(1).optional(),
+  GATEWAY_AUTH_PRIVATE_KEY_FILE: z.string().optional(),
+  GATEWAY_AUTH_KEY_ID: z.string().min(1).optional(),
+  GATEWAY_AUTH_SCOPE: z.string().min(1).optional(),
+  GATEWAY_AUTH_ALG: smartAlg.default('ES384'),
+  /** Client certificate and key (PEM) for mutual TLS with the gateway; both or neither. */
+  GATEWAY_TLS_CERT_FILE: z.string().optional(),
+  GATEWAY_TLS_KEY_FILE: z.string().optional(),
+  /** CA that signed the gateway's certificate (default: Node's roots). */
+  GATEWAY_TLS_CA_FILE: z.string().optional(),
+  /** Passphrase of an encrypted GATEWAY_TLS_KEY_FILE (environment only). */
+  GATEWAY_TLS_KEY_PASSPHRASE: z.string().optional(),
   /** Program data folder. */
   MAPPINGS_DIR: z.string().default('mappings'),
   /** Profiles folder (StructureDefinitions of what the adapter emits). */
@@ -82,6 +107,15 @@ const configSchema = z.object({
       if (!config[key]) context.addIssue({ code: 'custom', path: [key], message: `required when authentication is configured` });
     }
   }
+  for (const prefix of ['FHIR_AUTH', 'GATEWAY_AUTH'] as const) {
+    if (!config[`${prefix}_TOKEN_URL`]) continue;
+    for (const key of [`${prefix}_CLIENT_ID`, `${prefix}_PRIVATE_KEY_FILE`, `${prefix}_KEY_ID`, `${prefix}_SCOPE`] as const) {
+      if (!config[key]) context.addIssue({ code: 'custom', path: [key], message: `required with ${prefix}_TOKEN_URL` });
+    }
+  }
+  if (config.GATEWAY_AUTH_TOKEN_URL && config.GATEWAY_TOKEN_FILE) context.addIssue({ code: 'custom', path: ['GATEWAY_TOKEN_FILE'], message: 'give GATEWAY_AUTH_TOKEN_URL or GATEWAY_TOKEN_FILE, not both' });
+  if (Boolean(config.GATEWAY_TLS_CERT_FILE) !== Boolean(config.GATEWAY_TLS_KEY_FILE)) context.addIssue({ code: 'custom', path: ['GATEWAY_TLS_CERT_FILE'], message: 'GATEWAY_TLS_CERT_FILE and GATEWAY_TLS_KEY_FILE go together' });
+  if (config.GATEWAY_TLS_CERT_FILE && !config.GATEWAY_BASE_URL?.startsWith('https:')) context.addIssue({ code: 'custom', path: ['GATEWAY_TLS_CERT_FILE'], message: 'mutual TLS needs an https GATEWAY_BASE_URL' });
   for (const algorithm of config.AUTH_ALGORITHMS.split(',')) {
     if (!['RS256', 'ES256'].includes(algorithm.trim())) context.addIssue({ code: 'custom', path: ['AUTH_ALGORITHMS'], message: `unsupported algorithm "${algorithm}" (RS256, ES256)` });
   }

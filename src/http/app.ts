@@ -18,6 +18,7 @@ import { mountBillingRoutes } from './billing-routes.js';
 import { AuthError, assertScopes, authMiddleware, sendAuthError, type Authenticator } from './auth.js';
 import { bundleScopes, requiredScopes } from './scopes.js';
 import type { CentreAccess, ClientIdentity } from '../app/centre-access.js';
+import { auditMiddleware, type AuditSink } from '../app/audit.service.js';
 import { BillingRefused, type BillingService } from '../app/billing.service.js';
 import { IngestionService, PUSHABLE_TYPES, patientIdOf, patientReferenceOf, versionedReference } from '../app/ingestion.service.js';
 import { evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
@@ -58,6 +59,9 @@ export interface AppDeps {
   billing: BillingService;
   enqueueSubmissions: (claimIds: string[]) => Promise<void>;
   centreAccess: CentreAccess;
+  audit: AuditSink;
+  /** Site name in AuditEvent.source (the host). */
+  auditSite?: string;
   /** Absent: authentication disabled (development, loopback only). */
   authenticator?: Authenticator;
 }
@@ -136,6 +140,9 @@ export function createApp(deps: AppDeps): express.Express {
     });
     next();
   });
+
+  // One AuditEvent per request (mounted before authentication, so refusals are recorded too).
+  app.use(auditMiddleware(deps.audit, { clientOf: (_req, res) => clientOf(res), source: { observer: `forfait-fhir ${deps.version}`, site: deps.auditSite ?? 'forfait-fhir' }, log }));
 
   // Authentication before anything reads the body: a request without a valid token stops here.
   if (deps.authenticator) {
