@@ -4,6 +4,7 @@
  * that refuses `next` links to another origin (fhir-kit-client would send our auth there).
  */
 import { Client } from 'fhir-kit-client';
+import { SmartTokenError, toAccessTokenProvider, type AccessTokenProvider, type TokenProviderOption } from '../infra/smart-backend.js';
 import { FhirServerError, type FhirServer, type FhirWriteResult } from './fhir-server.port.js';
 
 export interface FhirServerOptions {
@@ -16,6 +17,12 @@ export interface FhirServerOptions {
   /** Longest single wait, including a server's Retry-After. */
   maxDelayMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * An access token per request (SMART Backend Services, `createSmartBackendTokenProvider`),
+   * sent as `Authorization: Bearer`; on a 401 the token is invalidated and the request sent
+   * once more with a new one (not counted in `maxAttempts`).
+   */
+  tokenProvider?: TokenProviderOption;
 }
 
 interface ClientError {
@@ -54,9 +61,28 @@ function isReadOnly(bundle: fhir4.Bundle): boolean {
 export class HttpFhirServer implements FhirServer {
   private readonly client: Client;
   private readonly origin: string;
+  private readonly tokens: AccessTokenProvider | undefined;
+  /** The token each attempt sent, keyed by the attempt's own AbortSignal: what a 401 invalidates. */
+  private readonly tokenSent = new WeakMap<AbortSignal, string>();
 
   constructor(private readonly options: FhirServerOptions) {
-    this.client = new Client({ baseUrl: options.baseUrl });
+    this.tokens = options.tokenProvider ? toAccessTokenProvider(options.tokenProvider) : undefined;
+    const tokens = this.tokens;
+    this.client = new Client({
+      baseUrl: options.baseUrl,
+      // Called by fhir-kit-client for every request it builds (paging included), and awaited.
+      ...(tokens
+        ? {
+            requestSigner: async (_url: string, init: RequestInit): Promise<void> => {
+              const token = await tokens.token();
+              const headers = new Headers(init.headers);
+              headers.set('authorization', `Bearer ${token}`);
+              init.headers = headers;
+              if (init.signal) this.tokenSent.set(init.signal, token);
+            },
+          }
+        : {}),
+    });
     this.origin = new URL(options.baseUrl).origin;
   }
 
@@ -75,19 +101,36 @@ export class HttpFhirServer implements FhirServer {
     const baseDelay = this.options.baseDelayMs ?? 200;
     const maxDelay = this.options.maxDelayMs ?? 30_000;
     const sleep = this.options.sleep ?? defaultSleep;
+    let reauthenticated = false;
     for (let attempt = 1; ; attempt++) {
+      const signal = AbortSignal.timeout(timeoutMs);
       try {
-        const body = (await run(AbortSignal.timeout(timeoutMs))) as fhir4.Resource & Record<string, unknown>;
+        const body = (await run(signal)) as fhir4.Resource & Record<string, unknown>;
         const response = Client.httpFor(body as never)?.response as Response | undefined;
         return { body, status: response?.status ?? 200 };
       } catch (raw) {
         const error = raw as ClientError & Error;
         const status = error.response?.status ?? 0;
+        // A 401 means the request was not processed: once, with a new token, at once.
+        if (status === 401 && this.tokens && !reauthenticated) {
+          reauthenticated = true;
+          this.tokens.invalidate(this.tokenSent.get(signal));
+          attempt--;
+          continue;
+        }
+        // No token, nothing sent: safe to retry whatever the request, when the token endpoint may recover.
+        const tokenFailure = raw instanceof SmartTokenError;
         const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
-        const transient = status === 0 || TRANSIENT_STATUSES.has(status);
-        const retryable = notProcessedOnly ? status === 429 || status === 503 : transient;
+        const transient = tokenFailure ? raw.transient : status === 0 || TRANSIENT_STATUSES.has(status);
+        const retryable = tokenFailure || !notProcessedOnly ? transient : status === 429 || status === 503;
         if (!retryable || attempt >= maxAttempts) {
-          const reason = status ? `HTTP ${status}` : timedOut ? `timed out after ${timeoutMs} ms` : `network error (${error.message})`;
+          const reason = tokenFailure
+            ? `no access token (${error.message})`
+            : status
+              ? `HTTP ${status}`
+              : timedOut
+                ? `timed out after ${timeoutMs} ms`
+                : `network error (${error.message})`;
           throw new FhirServerError(`FHIR ${label}: ${reason}`, status, asOutcome(error.response?.data), transient);
         }
         const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);

@@ -6,6 +6,8 @@
  * `insurer-gateway.port.ts`.
  */
 import { parseRetryAfter } from '../fhir/fhir-server.adapter.js';
+import { createMtlsFetch, type MtlsMaterial, type MtlsRequestInit } from '../infra/mtls.js';
+import { SmartTokenError, toAccessTokenProvider, type AccessTokenProvider, type TokenProviderOption } from '../infra/smart-backend.js';
 import {
   CLAIM_RESPONSE_OUTCOMES,
   GatewayError,
@@ -26,6 +28,14 @@ export interface InsurerGatewayOptions {
   bearerToken?: string;
   /** Extra headers sent with every request (e.g. an API key the insurer requires). */
   headers?: Record<string, string>;
+  /**
+   * An access token per request (SMART Backend Services, `createSmartBackendTokenProvider`),
+   * sent as `Authorization: Bearer`; on a 401 the token is invalidated and the request sent
+   * once more with a new one. Exclusive with `bearerToken`.
+   */
+  tokenProvider?: TokenProviderOption;
+  /** Mutual TLS: the client certificate, its key and the CA of the gateway (see `loadMtlsMaterial`). */
+  tls?: MtlsMaterial;
 }
 
 const FHIR_JSON = 'application/fhir+json';
@@ -52,9 +62,15 @@ interface Answer {
 
 export class HttpInsurerGateway implements InsurerGateway {
   private readonly baseUrl: string;
+  private readonly tokens: AccessTokenProvider | undefined;
+  private readonly fetch: (url: string, init: MtlsRequestInit) => Promise<Response>;
 
   constructor(private readonly options: InsurerGatewayOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    if (options.bearerToken && options.tokenProvider) throw new Error('HttpInsurerGateway: set bearerToken or tokenProvider, not both');
+    this.tokens = options.tokenProvider ? toAccessTokenProvider(options.tokenProvider) : undefined;
+    if (options.tls && !this.baseUrl.startsWith('https:')) throw new Error('HttpInsurerGateway: tls needs an https base URL');
+    this.fetch = options.tls ? createMtlsFetch(options.tls) : (url, init) => fetch(url, init);
   }
 
   async submit(bundle: fhir4.Bundle): Promise<fhir4.ClaimResponse> {
@@ -101,7 +117,7 @@ export class HttpInsurerGateway implements InsurerGateway {
     return response;
   }
 
-  /** One HTTP request; every failure becomes a GatewayError. Resolves only for a 2xx answer. */
+  /** One HTTP request (twice after a 401 with a token provider); every failure becomes a GatewayError. Resolves only for a 2xx answer. */
   private async request(label: string, url: string, init: { method: 'GET' | 'POST'; body?: string }): Promise<Answer> {
     const { timeoutMs } = this.options;
     const headers: Record<string, string> = { ...this.options.headers, Accept: FHIR_JSON };
@@ -110,16 +126,13 @@ export class HttpInsurerGateway implements InsurerGateway {
 
     let response: Response;
     let text: string;
-    try {
-      // `manual`: a redirect would be a second request (and a POST replayed elsewhere).
-      response = await fetch(url, { ...init, headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
-      // Same signal: a body that trickles in past the timeout fails too.
-      text = await response.text();
-    } catch (raw) {
-      const error = raw as Error & { cause?: { code?: string; message?: string } };
-      const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
-      const reason = timedOut ? `timed out after ${timeoutMs} ms` : `network error (${error.cause?.code ?? error.cause?.message ?? error.message})`;
-      throw new GatewayError(`gateway ${label}: ${reason}`, { status: 0 });
+    for (let reauthenticated = false; ; reauthenticated = true) {
+      const token = this.tokens ? await this.accessToken(label) : undefined;
+      if (token !== undefined) headers['Authorization'] = `Bearer ${token}`;
+      ({ response, text } = await this.send(label, url, { ...init, headers }, timeoutMs));
+      // A 401 means the request was not processed: safe to send again, once, with a new token.
+      if (response.status !== 401 || token === undefined || reauthenticated) break;
+      this.tokens?.invalidate(token);
     }
 
     let body: unknown;
@@ -142,6 +155,37 @@ export class HttpInsurerGateway implements InsurerGateway {
       retryAfterMs,
       outcome,
     });
+  }
+
+  /** The provider's token; its failure is a GatewayError with status 0 (nothing was sent). */
+  private async accessToken(label: string): Promise<string | undefined> {
+    try {
+      return await this.tokens?.token();
+    } catch (raw) {
+      const error = raw as Error;
+      throw new GatewayError(`gateway ${label}: no access token (${error.message})`, {
+        status: 0,
+        transient: error instanceof SmartTokenError ? error.transient : true,
+      });
+    }
+  }
+
+  /** Sends one request and reads its body; a network failure or a timeout becomes a GatewayError. */
+  private async send(label: string, url: string, init: MtlsRequestInit, timeoutMs: number): Promise<{ response: Response; text: string }> {
+    let response: Response;
+    let text: string;
+    try {
+      // `manual`: a redirect would be a second request (and a POST replayed elsewhere).
+      response = await this.fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+      // Same signal: a body that trickles in past the timeout fails too.
+      text = await response.text();
+    } catch (raw) {
+      const error = raw as Error & { cause?: { code?: string; message?: string } };
+      const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
+      const reason = timedOut ? `timed out after ${timeoutMs} ms` : `network error (${error.cause?.code ?? error.cause?.message ?? error.message})`;
+      throw new GatewayError(`gateway ${label}: ${reason}`, { status: 0 });
+    }
+    return { response, text };
   }
 
   /** A 2xx answer must name the Claim asked about and carry a valid outcome, or it cannot be linked to it. */
