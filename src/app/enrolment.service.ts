@@ -379,6 +379,10 @@ export class EnrolmentService {
       const state = await this.loadState(episodeId);
       // A re-sent session: the stored Encounter, matched where it was recorded.
       const [stored] = await this.fhir.searchAll<fhir4.Encounter>('Encounter', { identifier: `${identifier.system}|${identifier.value}` }, 1);
+      // An identifier already used by a session of another enrolment is not this session.
+      if (stored && (stored.episodeOfCare?.[0]?.reference !== `EpisodeOfCare/${episodeId}` || stored.subject?.reference !== encounter.subject?.reference)) {
+        refuse([{ rule: 'encounter-other-episode', code: 'duplicate', diagnostics: 'This session identifier is already used by another session', expression: 'Encounter.identifier' }]);
+      }
       const candidate = stored ? { ...encounter, id: stored.id } : encounter;
       const match = matchSession(candidate as fhir4.Encounter, {
         episode: state.episode,

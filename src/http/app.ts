@@ -325,6 +325,17 @@ export function createApp(deps: AppDeps): express.Express {
       throw new OperationOutcomeError(problem.status, operationOutcome(problem.issues));
     }
     const { resource, created } = await ingestion.store(req.body as fhir4.Resource);
+    // A conditional create that resolved to an existing resource answers with it: only if it is
+    // the client's own (a push whose identifier matches another centre's data reveals nothing).
+    const client = clientOf(res);
+    if (!created && client) {
+      try {
+        if (type === 'Patient') await deps.centreAccess.assertPatient(client, resource.id as string);
+        else await deps.centreAccess.assertPushable(client, resource, patientReferenceOf(resource));
+      } catch {
+        throw new OperationOutcomeError(403, operationOutcome([{ code: 'forbidden', diagnostics: 'This resource cannot be stored by this client' }]));
+      }
+    }
     const patientId = type === 'Patient' ? resource.id : patientIdOf(patientReferenceOf(resource));
     if (patientId) {
       await enqueue(eligibility.programIds.map((programId) => ({ programId, patientId, trigger: [versionedReference(resource)] })));

@@ -124,7 +124,9 @@ export function mountEnrolmentRoutes(app: Express, enrolment: EnrolmentService, 
 
   app.post('/fhir/EpisodeOfCare/:id/\\$advance', async (req, res) => {
     const parameters = asParameters(req.body);
-    await access.assertEpisode(clientOf(res), idParam(req, 'EpisodeOfCare'));
+    // An operator (system/admin, bound to no centre) may advance any enrolment; a centre's client only its own.
+    const client = clientOf(res);
+    if (client?.centre !== undefined || !client?.scopes.includes('system/admin')) await access.assertEpisode(client, idParam(req, 'EpisodeOfCare'));
     const result = await enrolment.advanceEpisode(idParam(req, 'EpisodeOfCare'), dateParameter(parameters, 'asOf'));
     send(res, 200, {
       resourceType: 'Parameters',
