@@ -28,6 +28,7 @@ import { DECLINE_REASON_SYSTEM, PROGRAM_CODE_SYSTEM } from '../programs/enrolmen
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import type { EligibilityService } from './eligibility.service.js';
 import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
+import { tokenSearchValue } from '../http/input-guards.js';
 
 /** A refusal the HTTP layer turns into an OperationOutcome: 409 for conflicts, else 422 (or 404). */
 export class EnrolmentRefused extends Error {
@@ -378,7 +379,8 @@ export class EnrolmentService {
     return this.onConflictRetry(async () => {
       const state = await this.loadState(episodeId);
       // A re-sent session: the stored Encounter, matched where it was recorded.
-      const [stored] = await this.fhir.searchAll<fhir4.Encounter>('Encounter', { identifier: `${identifier.system}|${identifier.value}` }, 1);
+      const token = tokenSearchValue(identifier.system as string, identifier.value as string);
+      const [stored] = await this.fhir.searchAll<fhir4.Encounter>('Encounter', { identifier: token }, 1);
       // An identifier already used by a session of another enrolment is not this session.
       if (stored && (stored.episodeOfCare?.[0]?.reference !== `EpisodeOfCare/${episodeId}` || stored.subject?.reference !== encounter.subject?.reference)) {
         refuse([{ rule: 'encounter-other-episode', code: 'duplicate', diagnostics: 'This session identifier is already used by another session', expression: 'Encounter.identifier' }]);
@@ -394,7 +396,8 @@ export class EnrolmentService {
       if (!match.ok) refuse(match.issues);
       let saved = stored;
       if (!saved) {
-        const written = await this.fhir.create(encounter, { ifNoneExist: new URLSearchParams({ identifier: `${identifier.system}|${identifier.value}` }).toString() });
+        const { id: _clientId, ...withoutId } = encounter;
+        const written = await this.fhir.create(withoutId as fhir4.Encounter, { ifNoneExist: new URLSearchParams({ identifier: token }).toString() });
         saved = written.resource;
         createdHere ||= written.status === 201;
       }

@@ -14,6 +14,7 @@ import type { FhirServer } from '../fhir/fhir-server.port.js';
 import type { ProgramCatalog } from '../programs/schema.js';
 import { validateResource } from '../fhir/validation.js';
 import type { IssueInput } from '../http/outcomes.js';
+import { isFhirId, tokenSearchValue } from '../http/input-guards.js';
 
 export const CONTENT_HASH_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/content-sha256';
 
@@ -65,7 +66,7 @@ export function idempotencyQuery(resource: fhir4.Resource): string {
   const identifiers = (resource as { identifier?: fhir4.Identifier[] | fhir4.Identifier }).identifier;
   const list = Array.isArray(identifiers) ? identifiers : identifiers ? [identifiers] : [];
   const usable = list.find((identifier) => identifier.system && identifier.value);
-  if (usable) return new URLSearchParams({ identifier: `${usable.system}|${usable.value}` }).toString();
+  if (usable) return new URLSearchParams({ identifier: tokenSearchValue(usable.system as string, usable.value as string) }).toString();
   const { id: _id, meta, ...content } = resource as fhir4.Resource & Record<string, unknown>;
   const hash = createHash('sha256').update(canonicalJson(content)).digest('hex');
   const tags = (meta?.tag ?? []).filter((tag) => tag.system !== CONTENT_HASH_SYSTEM);
@@ -119,6 +120,10 @@ export class IngestionService {
       return { status: 422, issues: [{ code: 'not-supported', diagnostics: `This adapter does not accept ${resourceType}; it accepts ${PUSHABLE_TYPES.join(', ')}`, expression: [path] }] };
     }
     const typed = resource as fhir4.Resource;
+    // The id is the server's on create (dropped), but an id that is not FHIR id syntax is invalid input.
+    if (typed.id !== undefined && (typeof typed.id !== 'string' || !isFhirId(typed.id))) {
+      return { status: 400, issues: [{ code: 'value', diagnostics: 'Resource.id is not a valid FHIR id ([A-Za-z0-9-.]{1,64})', expression: [`${path}.id`] }] };
+    }
     const structural = validateResource(typed).filter((issue) => issue.severity === 'error' || issue.severity === 'fatal');
     if (structural.length) {
       return {
@@ -149,6 +154,7 @@ export class IngestionService {
 
   /** Stores one checked resource idempotently; returns what the server holds and whether it was new. */
   async store<T extends fhir4.Resource>(resource: T): Promise<{ resource: T; created: boolean }> {
+    stripServerFields(resource);
     const ifNoneExist = idempotencyQuery(resource);
     const { resource: stored, status } = await this.fhir.create(resource, { ifNoneExist });
     if (DIRECTORY_TYPES.has(resource.resourceType)) await this.directoryChanged();
@@ -159,6 +165,8 @@ export class IngestionService {
   prepareBundle(bundle: fhir4.Bundle): { touchesDirectory: boolean } {
     let touchesDirectory = false;
     for (const entry of bundle.entry ?? []) {
+      // A create never takes the client's id: some servers (Medplum's in-memory one) would keep it and overwrite.
+      if (entry.resource && entry.request?.method === 'POST') stripServerFields(entry.resource);
       if (entry.resource && entry.request?.method === 'POST' && !entry.request.ifNoneExist) {
         entry.request.ifNoneExist = idempotencyQuery(entry.resource);
       }
@@ -168,8 +176,20 @@ export class IngestionService {
   }
 }
 
+/**
+ * The server assigns ids and versions on create: a client-supplied `id` (or meta.versionId /
+ * lastUpdated) is dropped, never forwarded, so a push cannot overwrite another resource.
+ */
+export function stripServerFields(resource: fhir4.Resource): void {
+  delete resource.id;
+  if (resource.meta) {
+    delete resource.meta.versionId;
+    delete resource.meta.lastUpdated;
+  }
+}
+
 export function isRelativeReference(reference: string): boolean {
-  return /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}(\/_history\/[A-Za-z0-9\-.]{1,64})?$/.test(reference);
+  return /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}(\/_history\/[A-Za-z0-9\-.]{1,64})?$/.test(reference) && !/\/\.{1,2}(\/|$)/.test(reference);
 }
 
 /** `Patient/x`, `Patient/x/_history/1` → `x`. */

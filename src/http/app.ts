@@ -17,6 +17,7 @@ import { mountEnrolmentRoutes, refusalOutcome } from './enrolment-routes.js';
 import { mountBillingRoutes } from './billing-routes.js';
 import { AuthError, assertScopes, authMiddleware, sendAuthError, type Authenticator } from './auth.js';
 import { bundleScopes, requiredScopes } from './scopes.js';
+import { assertFhirId, refuseHostileJson, strictFhirContentType, verifyJsonShape } from './input-guards.js';
 import type { CentreAccess, ClientIdentity } from '../app/centre-access.js';
 import { auditMiddleware, type AuditSink } from '../app/audit.service.js';
 import { BillingRefused, type BillingService } from '../app/billing.service.js';
@@ -70,7 +71,6 @@ export interface AppDeps {
 export const clientOf = (res: Response): ClientIdentity | undefined => res.locals['client'] as ClientIdentity | undefined;
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
-const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
 function sendFhir(res: Response, status: number, body: fhir4.Resource, headers: Record<string, string> = {}): void {
   res.status(status).set({ 'Content-Type': FHIR_JSON, ...headers }).send(JSON.stringify(body));
@@ -81,8 +81,7 @@ function baseUrlOf(req: Request): string {
 }
 
 function requireId(id: string | undefined, what: string): string {
-  if (!id || !FHIR_ID.test(id)) throw badRequest(`Invalid ${what} id`, what);
-  return id;
+  return assertFhirId(id, what);
 }
 
 function screenParameters(status: ScreenStatus): fhir4.Parameters {
@@ -155,17 +154,19 @@ export function createApp(deps: AppDeps): express.Express {
   }
 
   // FHIR endpoints and the rest-hook accept FHIR JSON only (415 otherwise): a body we would
-  // not parse must never be mistaken for an empty notification.
-  app.use(['/fhir', '/hooks'], (req, _res, next) => {
-    if ((req.method === 'POST' || req.method === 'PUT') && req.headers['content-length'] !== '0' && (req.headers['transfer-encoding'] || Number(req.headers['content-length'] ?? 0) > 0)) {
-      if (!req.is(['application/fhir+json', 'application/json'])) {
-        next(unsupportedMediaType(`Content-Type must be application/fhir+json, got "${req.headers['content-type'] ?? 'none'}"`));
-        return;
-      }
-    }
-    next();
-  });
-  app.use(express.json({ type: ['application/fhir+json', 'application/json'], limit: deps.maxBodyBytes, strict: true }));
+  // not parse must never be mistaken for an empty notification. The shape of the JSON (depth,
+  // width) is checked on the raw bytes before parsing; prototype keys and control characters
+  // are refused after.
+  app.use(['/fhir', '/hooks'], strictFhirContentType());
+  app.use(
+    express.json({
+      type: ['application/fhir+json', 'application/json'],
+      limit: deps.maxBodyBytes,
+      strict: true,
+      verify: verifyJsonShape({ maxDepth: 64, maxArrayItems: 50_000, maxKeys: 1_000 }),
+    }),
+  );
+  app.use(['/fhir', '/hooks'], refuseHostileJson());
 
   const enqueue = async (requests: EvaluationRequest[]): Promise<void> => {
     try {

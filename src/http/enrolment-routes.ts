@@ -9,11 +9,11 @@ import { EnrolmentRefused, type EnrolmentService } from '../app/enrolment.servic
 import type { CentreAccess, ClientIdentity } from '../app/centre-access.js';
 import type { EnrolmentIssue, EnrolmentRequest } from '../domain/enrolment/types.js';
 import { validateResource } from '../fhir/validation.js';
+import { assertFhirId } from './input-guards.js';
 import { OperationOutcomeError, badRequest, operationOutcome } from './outcomes.js';
 import { asParameters, dateParameter, stringParameter } from './parameters.js';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
-const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 /** Parameters of `$enroll` that are not personalisation options. */
 const ENROL_PARAMETERS = new Set(['program', 'start', 'careTeam', 'consent', 'overrideReason']);
 
@@ -22,9 +22,7 @@ function send(res: Response, status: number, body: fhir4.Parameters | fhir4.Enco
 }
 
 function idParam(req: Request, what: string): string {
-  const id = req.params['id'];
-  if (typeof id !== 'string' || !FHIR_ID.test(id)) throw badRequest(`Invalid ${what} id`, what);
-  return id;
+  return assertFhirId(req.params['id'], what);
 }
 
 /** Maps a domain field (`careTeam[1].role`, `options.platformIntensity`) to a FHIRPath of the input Parameters. */
