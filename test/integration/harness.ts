@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
 import { EVALUATION_QUEUE } from '../../src/queue/queues.js';
 import { redisOptionsFromUrl, startService, type RunningService } from '../../src/service.js';
@@ -33,7 +33,7 @@ export interface TestService {
  * service (the caller then owns the clean-up of its keys: `keepKeys`), and `ROLE: 'worker'`
  * for a service without HTTP (its `url` is empty and `post`/`get` must not be used).
  */
-export async function startTestService(env: Record<string, string> = {}, options: { keepKeys?: boolean } = {}): Promise<TestService> {
+export async function startTestService(env: Record<string, string> = {}, options: { keepKeys?: boolean; log?: Logger } = {}): Promise<TestService> {
   const prefix = env['QUEUE_PREFIX'] ?? `t${randomUUID().slice(0, 8)}`;
   const config = loadConfig({
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
@@ -44,7 +44,7 @@ export async function startTestService(env: Record<string, string> = {}, options
     WORKER_CONCURRENCY: '4',
     ...env,
   });
-  const service = await startService(config, pino({ level: config.LOG_LEVEL }));
+  const service = await startService(config, options.log ?? pino({ level: config.LOG_LEVEL }));
   const redis = new Redis(redisOptionsFromUrl(service.redisUrl));
   const evaluationQueue = new Queue(EVALUATION_QUEUE, { connection: redisOptionsFromUrl(service.redisUrl), prefix });
   const url = service.url ?? '';

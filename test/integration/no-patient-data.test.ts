@@ -27,12 +27,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditSink, ProvenanceWriter, writtenReferences } from '../../src/app/audit.service.js';
 import { AUDIT_EVENT_PROFILE, auditEvent, PROVENANCE_PROFILE, provenanceId, referencesIn } from '../../src/domain/audit.js';
-import { loadConfig } from '../../src/config/config.js';
 import { HttpFhirServer } from '../../src/fhir/fhir-server.adapter.js';
 import { assertValid } from '../../src/fhir/validation.js';
 import { AUDIT_QUEUE, startAudit, type AuditQueue } from '../../src/queue/audit.js';
-import { EVALUATION_QUEUE } from '../../src/queue/queues.js';
-import { redisOptionsFromUrl, startService } from '../../src/service.js';
+import { redisOptionsFromUrl } from '../../src/service.js';
 import {
   enrolParameters,
   FNMF,
@@ -49,7 +47,7 @@ import {
 } from '../fixtures/enrolment.js';
 import { InsurerGatewayFixture } from '../fixtures/insurer-gateway.js';
 import { LOINC, UCUM } from '../fixtures/resources.js';
-import { deleteKeys, eventually, type TestService } from './harness.js';
+import { deleteKeys, startTestService, eventually, type TestService } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------
 // The patient's data, distinctive enough that any occurrence is a leak
@@ -183,67 +181,9 @@ let gateway: InsurerGatewayFixture;
 let audit: AuditQueue;
 let queues: Queue[];
 
-async function startCapturedService(env: Record<string, string>): Promise<TestService> {
-  const prefix = `t${randomUUID().slice(0, 8)}`;
-  const config = loadConfig({
-    REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    PORT: '0',
-    EMBEDDED_FHIR_PORT: '0',
-    QUEUE_PREFIX: prefix,
-    LOG_LEVEL: 'info',
-    WORKER_CONCURRENCY: '4',
-    ...env,
-  });
-  const service = await startService(config, logger);
-  const connection = redisOptionsFromUrl(service.redisUrl);
-  const redis = new Redis(connection);
-  const evaluationQueue = new Queue(EVALUATION_QUEUE, { connection, prefix });
-  const url = service.url ?? '';
-  const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { ...(body !== undefined ? { 'content-type': 'application/fhir+json' } : {}), ...headers },
-      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-    });
-    const text = await response.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      // not JSON: keep the text
-    }
-    // `any`: bodies are arbitrary JSON that the test inspects with assertions (as in the harness).
-    return { status: response.status, body: parsed as any, headers: response.headers };
-  };
-  return {
-    service,
-    url,
-    fhirUrl: service.fhirBaseUrl,
-    prefix,
-    redis,
-    evaluationQueue,
-    async drained(timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const counts = await evaluationQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-        if (Object.values(counts).every((count) => count === 0)) return;
-        if (Date.now() > deadline) throw new Error(`queue not drained: ${JSON.stringify(counts)}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    },
-    post: (path, body, headers) => request('POST', path, body, headers),
-    get: (path) => request('GET', path),
-    async fhirGet(path) {
-      const response = await fetch(`${service.fhirBaseUrl}/${path}`);
-      return response.json();
-    },
-    async stop() {
-      await evaluationQueue.close();
-      await service.stop();
-      await deleteKeys(redis, prefix);
-      redis.disconnect();
-    },
-  };
+/** The real service with the capturing logger (every log line is scanned at the end). */
+function startCapturedService(env: Record<string, string>): Promise<TestService> {
+  return startTestService({ LOG_LEVEL: 'info', ...env }, { log: logger });
 }
 
 /** Every queue of the service idle: nothing waiting, active or prioritized (the daily schedulers' delayed jobs aside). */

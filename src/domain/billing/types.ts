@@ -19,7 +19,7 @@
  *   price components and exact totals, which is what these payments are.
  * - ClaimResponse from the gateway, stored with `request` → the Claim.
  *
- * Money is exact: decimal strings with two places ("178.36"), summed with decimal.js.
+ * Money is exact: decimal strings with two places (e.g. "12.30"), summed with decimal.js.
  */
 import type { CalendarDate } from '../types.js';
 
