@@ -42,7 +42,7 @@ import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../ids.js';
 import { referenceKey } from '../references.js';
 import type { CalendarDate } from '../types.js';
 import { splitByShares, sumMoney } from './money.js';
-import { canonicalOf, chargeItemDefinitionProblems, priceComponents, tariffAt, type PayeeRule } from './tariffs.js';
+import { canonicalOf, priceComponents, tariffInForce, type PayeeRule } from './tariffs.js';
 import type { BillingIssue, DueClaim, DueLine, Payee } from './types.js';
 
 export interface DueClaimsInput {
@@ -177,19 +177,12 @@ export function dueClaims(input: DueClaimsInput): DueClaimsResult {
           : planOccurrences(event.plan, input, episode.id as string, episodeStart, exit);
       for (const occurrence of occurrences) {
         if (!isDue(occurrence.dueDate, input, exit)) continue;
-        const tariff = tariffAt(input.chargeItemDefinitions.get(forfait.chargeItemDefinition) ?? [], occurrence.dueDate, input.zone);
-        const problems = tariff ? chargeItemDefinitionProblems(tariff) : [];
-        if (!tariff || problems.length > 0) {
-          issues.push({
-            rule: 'tariff-missing',
-            code: 'not-found',
-            diagnostics: tariff
-              ? `The ${forfait.code} tariff in force on ${occurrence.dueDate} (${canonicalOf(tariff)}) is malformed: ${problems.join('; ')}.`
-              : `No ${forfait.code} tariff (ChargeItemDefinition ${forfait.chargeItemDefinition}) is in force on ${occurrence.dueDate}.`,
-            expression: `ChargeItemDefinition?url=${forfait.chargeItemDefinition}`,
-          });
+        const found = tariffInForce(forfait, input.chargeItemDefinitions.get(forfait.chargeItemDefinition) ?? [], occurrence.dueDate, input.zone);
+        if ('issue' in found) {
+          issues.push(found.issue);
           continue;
         }
+        const { tariff } = found;
 
         const groups = new Map<string, PayeeGroup>();
         for (const component of priceComponents(tariff)) {

@@ -26,7 +26,7 @@ import { referenceKey } from '../references.js';
 import type { CalendarDate } from '../types.js';
 import { CLAIM_CODES, lineExtensions } from './claims.js';
 import { moneyValue, sumMoney } from './money.js';
-import { canonicalOf, chargeItemDefinitionProblems, priceFor, tariffAt } from './tariffs.js';
+import { canonicalOf, priceFor, tariffInForce } from './tariffs.js';
 import { BILLING_PROFILES, type BillingIssue, type DueInvoice } from './types.js';
 
 /** A member professional of the network (a PractitionerRole and its period, read by the adapter). */
@@ -84,19 +84,12 @@ export function dueMemberInvoices(input: MemberInvoicesInput): MemberInvoicesRes
         const start = addMonths(member.joined, year * MONTHS_PER_YEAR);
         if (start > last) break;
         if (start < approvalPeriod.start) continue;
-        const tariff = tariffAt(versions, start, input.zone);
-        const problems = tariff ? chargeItemDefinitionProblems(tariff) : [];
-        if (!tariff || problems.length > 0) {
-          issues.push({
-            rule: 'tariff-missing',
-            code: 'not-found',
-            diagnostics: tariff
-              ? `The ${forfait.code} tariff in force on ${start} (${canonicalOf(tariff)}) is malformed: ${problems.join('; ')}.`
-              : `No ${forfait.code} tariff (ChargeItemDefinition ${forfait.chargeItemDefinition}) is in force on ${start}.`,
-            expression: `ChargeItemDefinition?url=${forfait.chargeItemDefinition}`,
-          });
+        const found = tariffInForce(forfait, versions, start, input.zone);
+        if ('issue' in found) {
+          issues.push(found.issue);
           continue;
         }
+        const { tariff } = found;
         // A member of a category the forfait does not pay (e.g. an APA teacher) is owed nothing.
         const price = priceFor(tariff, member.category);
         if (!price) continue;

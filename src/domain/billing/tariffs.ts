@@ -18,7 +18,7 @@ import { CATEGORY_EXTENSION, FORFAIT_CODE_SYSTEM, PAYEE_RULE_EXTENSION } from '.
 import { dateSpanOf, periodCovers } from '../dates.js';
 import type { CalendarDate } from '../types.js';
 import { formatMoney, isMoney } from './money.js';
-import type { Payee } from './types.js';
+import type { BillingIssue, Payee } from './types.js';
 
 export type PayeeRule = Payee['rule'];
 export const PAYEE_RULES: readonly PayeeRule[] = ['member', 'association', 'centre'];
@@ -191,4 +191,29 @@ export function priceComponents(definition: fhir4.ChargeItemDefinition): PriceCo
 export function priceFor(definition: fhir4.ChargeItemDefinition, category: string | undefined): { amount: string; payeeRule: PayeeRule } | undefined {
   const component = priceComponents(definition).find((candidate) => candidate.category === category);
   return component && { amount: component.amount, payeeRule: component.payeeRule };
+}
+
+/**
+ * The well-formed tariff of a forfait in force on `date`, or the `tariff-missing` issue that
+ * stops it being claimed (none in force, or the one in force malformed).
+ */
+export function tariffInForce(
+  forfait: { code: string; chargeItemDefinition: string },
+  versions: readonly fhir4.ChargeItemDefinition[],
+  date: CalendarDate,
+  zone?: string,
+): { tariff: fhir4.ChargeItemDefinition } | { issue: BillingIssue } {
+  const tariff = tariffAt(versions, date, zone);
+  const problems = tariff ? chargeItemDefinitionProblems(tariff) : [];
+  if (tariff && problems.length === 0) return { tariff };
+  return {
+    issue: {
+      rule: 'tariff-missing',
+      code: 'not-found',
+      diagnostics: tariff
+        ? `The ${forfait.code} tariff in force on ${date} (${canonicalOf(tariff)}) is malformed: ${problems.join('; ')}.`
+        : `No ${forfait.code} tariff (ChargeItemDefinition ${forfait.chargeItemDefinition}) is in force on ${date}.`,
+      expression: `ChargeItemDefinition?url=${forfait.chargeItemDefinition}`,
+    },
+  };
 }
