@@ -12,9 +12,10 @@ import { observationUnitIssues } from '../domain/evaluate.js';
 import type { DataIssue } from '../domain/types.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import type { ProgramCatalog } from '../programs/schema.js';
-import { validateResource } from '../fhir/validation.js';
+import { MAX_ISSUES, validateResource } from '../fhir/validation.js';
 import type { IssueInput } from '../http/outcomes.js';
 import { isFhirId, tokenSearchValue } from '../http/input-guards.js';
+import { referenceForm } from '../domain/references.js';
 
 export const CONTENT_HASH_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/content-sha256';
 
@@ -32,6 +33,79 @@ export const PUSHABLE_TYPES = [
 ] as const;
 /** Types that change who practises in which centre (the centre directory). */
 export const DIRECTORY_TYPES = new Set(['Organization', 'Practitioner', 'PractitionerRole']);
+
+/**
+ * Types a transaction may reference conditionally (`Practitioner?identifier=...`, as Synthea
+ * bundles do): the directory, never a patient or a patient's data.
+ */
+export const CONDITIONAL_REFERENCE_TYPES: ReadonlySet<string> = new Set(['Practitioner', 'PractitionerRole', 'Organization', 'Location']);
+
+/** Where a pushed resource stands, for the references it may hold. */
+export interface ReferenceContext {
+  /** `Bundle.type` when the resource is an entry of a pushed Bundle. */
+  bundleType?: 'batch' | 'transaction';
+  /** The `urn:uuid:` fullUrls of the entries of the same transaction. */
+  fullUrls?: ReadonlySet<string>;
+  /** Accepts an absolute reference (a notification's references to the FHIR server of record). */
+  isServerOfRecord?: (reference: string) => boolean;
+}
+
+const FHIRPATH_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Issues (`invalid`) for every `reference` string of a resource (contained resources and
+ * extensions included) that is not: a relative `Type/id[/_history/v]` with valid ids, a
+ * contained `#id`, a `urn:uuid:` naming an entry of the same transaction, a conditional
+ * `Type?identifier=...` of a directory type in a transaction, or (`isServerOfRecord`) an
+ * absolute URL on the FHIR server of record. Absolute URLs to other servers are refused.
+ * Iterative; at most `MAX_ISSUES` issues.
+ */
+export function referenceIssues(resource: unknown, path: string, context: ReferenceContext = {}): IssueInput[] {
+  const issues: IssueInput[] = [];
+  const stack: [unknown, string][] = [[resource, path]];
+  while (stack.length && issues.length < MAX_ISSUES) {
+    const [value, at] = stack.pop() as [unknown, string];
+    if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) if (typeof value[i] === 'object' && value[i] !== null) stack.push([value[i], `${at}[${i}]`]);
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    // Members pushed last to first: issues come in document order.
+    const members = Object.entries(value as Record<string, unknown>);
+    for (let m = members.length - 1; m >= 0; m--) {
+      const [key, member] = members[m] as [string, unknown];
+      const where = `${at}${FHIRPATH_NAME.test(key) ? `.${key}` : `['${key.replace(/['\\]/g, (c) => `\\${c}`)}']`}`;
+      if (key === 'reference' && typeof member === 'string') {
+        const problem = referenceProblem(member, context);
+        if (problem) issues.push({ code: 'invalid', diagnostics: problem, expression: [where] });
+      } else if (typeof member === 'object' && member !== null) {
+        stack.push([member, where]);
+      }
+    }
+  }
+  return issues;
+}
+
+function referenceProblem(reference: string, context: ReferenceContext): string | undefined {
+  const shown = JSON.stringify(reference.length > 100 ? `${reference.slice(0, 100)}…` : reference);
+  const parsed = referenceForm(reference);
+  switch (parsed.form) {
+    case 'relative':
+    case 'contained':
+      return undefined;
+    case 'urn-uuid':
+      if (context.bundleType === 'transaction' && context.fullUrls?.has(reference)) return undefined;
+      return `${shown} names no entry of this transaction Bundle (a urn:uuid reference resolves only to the fullUrl of an entry of the same transaction)`;
+    case 'conditional':
+      if (context.bundleType === 'transaction' && CONDITIONAL_REFERENCE_TYPES.has(parsed.type)) return undefined;
+      return `Conditional reference ${shown} refused: only ${[...CONDITIONAL_REFERENCE_TYPES].join(', ')} may be referenced by identifier, and only in a transaction Bundle`;
+    case 'absolute':
+      if (context.isServerOfRecord?.(reference)) return undefined;
+      return `References to other servers are refused (${shown}); use a relative reference (Type/id)`;
+    case 'invalid':
+      return `${shown} is not a valid reference (Type/id with a FHIR id, #contained, or urn:uuid: of an entry of the same transaction)`;
+  }
+}
 
 export interface CheckResult {
   /** 400 structure problems, 422 business-rule problems. */
@@ -102,10 +176,10 @@ export class IngestionService {
 
   /**
    * Checks one pushed resource. `path` is the FHIRPath prefix for issues (`Observation`, or
-   * `Bundle.entry[3].resource`); `isLocalReference` tells whether a patient reference can be
-   * resolved here (relative, or a `urn:uuid` of the same Bundle).
+   * `Bundle.entry[3].resource`); `context` tells which references can be resolved here
+   * (`referenceIssues`): relative ones always, a `urn:uuid` of the same transaction, ...
    */
-  check(resource: unknown, path: string, expectedType?: string, isLocalReference: (ref: string) => boolean = isRelativeReference): CheckResult | undefined {
+  check(resource: unknown, path: string, expectedType?: string, context: ReferenceContext = {}): CheckResult | undefined {
     if (typeof resource !== 'object' || resource === null || Array.isArray(resource)) {
       return { status: 400, issues: [{ code: 'structure', diagnostics: 'Expected a FHIR resource (a JSON object)', expression: [path] }] };
     }
@@ -135,15 +209,15 @@ export class IngestionService {
         })),
       };
     }
-    const business: IssueInput[] = [];
+    const business: IssueInput[] = referenceIssues(typed, path, context);
+    if (business.length) return { status: 422, issues: business };
     const patientRef = patientReferenceOf(typed);
     if (['Observation', 'Condition', 'Coverage', 'Consent'].includes(resourceType)) {
+      const form = patientRef === undefined ? undefined : referenceForm(patientRef);
       if (!patientRef) {
         business.push({ code: 'required', diagnostics: `${resourceType} must name the patient it is about (${resourceType === 'Coverage' ? 'beneficiary' : resourceType === 'Consent' ? 'patient' : 'subject'})`, expression: [path] });
-      } else if (!/^(Patient\/|urn:uuid:)/.test(patientRef) && !/\/Patient\/[^/]+$/.test(patientRef)) {
+      } else if (!((form?.form === 'relative' && form.type === 'Patient') || form?.form === 'urn-uuid' || (form?.form === 'absolute' && /\/Patient\/[^/]+$/.test(patientRef)))) {
         business.push({ code: 'invalid', diagnostics: `The patient reference must point to a Patient`, expression: [path] });
-      } else if (!isLocalReference(patientRef)) {
-        business.push({ code: 'invalid', diagnostics: `References to other servers are refused; use a relative reference (Patient/{id})`, expression: [path] });
       }
     }
     if (resourceType === 'Observation') {

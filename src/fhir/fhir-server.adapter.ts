@@ -6,6 +6,7 @@
 import { Client } from 'fhir-kit-client';
 import { SmartTokenError, toAccessTokenProvider, type AccessTokenProvider, type TokenProviderOption } from '../infra/smart-backend.js';
 import { FhirServerError, type FhirServer, type FhirWriteResult } from './fhir-server.port.js';
+import { isFhirId as isValidFhirId } from '../domain/references.js';
 
 export interface FhirServerOptions {
   baseUrl: string;
@@ -52,6 +53,26 @@ function asOutcome(data: unknown): fhir4.OperationOutcome | undefined {
   return typeof data === 'object' && data !== null && (data as { resourceType?: unknown }).resourceType === 'OperationOutcome'
     ? (data as fhir4.OperationOutcome)
     : undefined;
+}
+
+const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
+
+/**
+ * Type and id checked before they go into a URL (issue #6): a FHIR id (not `.` or `..`, which
+ * would address the type or the base), a resource type name. A non-transient 400 otherwise.
+ */
+function assertAddress(operation: string, resourceType: string, id: unknown): void {
+  if (!RESOURCE_TYPE.test(resourceType)) throw new FhirServerError(`FHIR ${operation}: invalid resource type`, 400, undefined, false);
+  if (!isValidFhirId(id)) throw new FhirServerError(`FHIR ${operation} ${resourceType}: invalid id`, 400, undefined, false);
+}
+
+/** A server answering another type (or another id) than the one asked for is an error, never a result. */
+function assertAnswer(operation: string, body: fhir4.Resource | undefined, resourceType: string, id?: string): void {
+  const type = (body as { resourceType?: unknown } | undefined)?.resourceType;
+  if (type !== resourceType) {
+    throw new FhirServerError(`FHIR ${operation} ${resourceType}: the server answered ${typeof type === 'string' ? `a ${type.slice(0, 64)}` : 'no resource'}`, 502, undefined, false);
+  }
+  if (id !== undefined && body?.id !== id) throw new FhirServerError(`FHIR ${operation} ${resourceType}: the server answered another resource`, 502, undefined, false);
 }
 
 function isReadOnly(bundle: fhir4.Bundle): boolean {
@@ -141,7 +162,9 @@ export class HttpFhirServer implements FhirServer {
   }
 
   async read<T extends fhir4.Resource>(resourceType: string, id: string): Promise<T> {
+    assertAddress('read', resourceType, id);
     const { body } = await this.call(`read ${resourceType}`, (signal) => this.client.read({ resourceType, id, options: { signal } }));
+    assertAnswer('read', body, resourceType, id);
     return body as T;
   }
 
@@ -206,10 +229,12 @@ export class HttpFhirServer implements FhirServer {
   }
 
   async update<T extends fhir4.Resource>(resource: T & { id: string }, options: { ifMatch?: string } = {}): Promise<FhirWriteResult<T>> {
+    assertAddress('update', resource.resourceType, resource.id);
     const headers: Record<string, string> = options.ifMatch ? { 'If-Match': `W/"${options.ifMatch}"` } : {};
     const { body, status } = await this.call(`update ${resource.resourceType}`, (signal) =>
       this.client.update({ resourceType: resource.resourceType, id: resource.id, body: resource as never, options: { headers, signal } }),
     );
+    assertAnswer('update', body, resource.resourceType, resource.id);
     return { resource: body as T, status };
   }
 

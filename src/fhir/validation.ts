@@ -22,6 +22,15 @@
  *   (this project's); other declared profiles (e.g. HL7 vitalsigns) are ignored. Contained
  *   resources declaring a loaded profile are validated against it too (not with
  *   `profiles: []`, which means base R4 only).
+ * - Before Medplum, a structural pre-pass (`structuralIssues`, linear, iterative) over the
+ *   element definitions Medplum indexed: the JSON kind of every element (an object where a
+ *   complex type is expected, a boolean/number/string where a primitive is, an array exactly
+ *   where the element repeats), unknown elements, and the id syntax of every resource
+ *   (root, contained, nested: FHIR id, not `.` or `..`). Medplum lets a number or a boolean
+ *   through where a complex type is expected (`Observation.code = 1.5`) and checks no id.
+ *   When the pre-pass finds errors, Medplum is not run (its issues would repeat them).
+ * - At most `MAX_ISSUES` issues are returned, the last one saying how many were left out: a
+ *   hostile body may hold hundreds of thousands of wrong items.
  * - Not checked: references resolving to existing resources, extensions' definitions,
  *   slicing beyond Medplum's support, `dom-3` (contained resources referenced).
  */
@@ -36,6 +45,8 @@ import {
   tryGetDataType,
   tryGetProfile,
   validateResource as medplumValidateResource,
+  type InternalSchemaElement,
+  type InternalTypeSchema,
 } from '@medplum/core';
 import type {
   Bundle as MedplumBundle,
@@ -231,6 +242,198 @@ function bindingIssues(
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Structural pre-pass
+
+/** Most issues `validateResource` and `structuralIssues` return (the last one may be the count of those left out). */
+export const MAX_ISSUES = 100;
+
+const NUMBER_TYPES: ReadonlySet<string> = new Set(['decimal', 'integer', 'positiveInt', 'unsignedInt', 'integer64']);
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/** FHIR id syntax (http://hl7.org/fhir/R4/datatypes.html#id), minus the URL dot-segments `.` and `..`. */
+export function isValidFhirId(value: unknown): value is string {
+  return typeof value === 'string' && FHIR_ID.test(value) && value !== '.' && value !== '..';
+}
+
+type JsonKind = 'null' | 'boolean' | 'number' | 'string' | 'array' | 'object';
+
+function kindOf(value: unknown): JsonKind {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  const type = typeof value;
+  return type === 'boolean' || type === 'number' || type === 'string' ? type : 'object';
+}
+
+/** Primitive type codes start with a lower-case letter (`string`, `dateTime`) or are FHIRPath system types. */
+const isPrimitiveCode = (code: string): boolean => /^[a-z]/.test(code) || code.startsWith('http://hl7.org/fhirpath/System.');
+
+function expectedKind(code: string): JsonKind {
+  if (code === 'boolean' || code.endsWith('System.Boolean')) return 'boolean';
+  if (NUMBER_TYPES.has(code) || code.endsWith('System.Integer') || code.endsWith('System.Decimal')) return 'number';
+  return isPrimitiveCode(code) ? 'string' : 'object';
+}
+
+const article = (kind: JsonKind): string => (kind === 'array' || kind === 'object' ? `an ${kind}` : kind === 'null' ? 'null' : `a ${kind}`);
+
+interface JsonElement {
+  element: InternalSchemaElement;
+  /** The type code: the element's only type, or the one named by a choice element's suffix. */
+  code: string | undefined;
+}
+
+/** JSON member name → element and type, per type schema (choice elements expanded: `valueQuantity`). */
+const memberIndexes = new WeakMap<InternalTypeSchema, Map<string, JsonElement>>();
+
+function memberIndex(schema: InternalTypeSchema): Map<string, JsonElement> {
+  let index = memberIndexes.get(schema);
+  if (index) return index;
+  index = new Map();
+  for (const [name, element] of Object.entries(schema.elements)) {
+    const types = element.type ?? [];
+    if (name.endsWith('[x]')) {
+      const prefix = name.slice(0, -3);
+      for (const type of types) index.set(prefix + type.code.charAt(0).toUpperCase() + type.code.slice(1), { element, code: type.code });
+    } else {
+      index.set(name, { element, code: types.length === 1 ? types[0]?.code : undefined });
+    }
+  }
+  memberIndexes.set(schema, index);
+  return index;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const step = (key: string): string => (NAME.test(key) ? `.${key}` : `.\`${key.replace(/[`\\]/g, (c) => `\\${c}`)}\``);
+const quoted = (text: string): string => JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
+
+/** One value to check: what it is, the type it must have (undefined: a resource, typed by its resourceType). */
+interface Pending {
+  value: unknown;
+  path: string;
+  /** Type code; `Resource` (or undefined) for a resource. */
+  code: string | undefined;
+}
+
+/**
+ * Issues about the JSON structure of a resource, from the element definitions Medplum indexed
+ * (base R4): kinds (object, array, primitive), repetition, unknown elements, resource types and
+ * ids. Iterative and linear in the size of the value; counts every issue but keeps at most
+ * `maxIssues` (the last one then says how many were left out). `path` names the root in
+ * expressions (default: its resourceType).
+ */
+export function structuralIssues(resource: unknown, options: { path?: string; maxIssues?: number } = {}): fhir4.OperationOutcomeIssue[] {
+  ensureContext();
+  const maxIssues = Math.max(1, options.maxIssues ?? MAX_ISSUES);
+  const issues: fhir4.OperationOutcomeIssue[] = [];
+  let omitted = 0;
+  const report = (path: string, text: string, code: fhir4.OperationOutcomeIssue['code'] = 'structure'): void => {
+    if (issues.length < maxIssues) issues.push({ severity: 'error', code, details: { text }, expression: [path] });
+    else omitted++;
+  };
+  const rootType = (resource as { resourceType?: unknown } | null)?.resourceType;
+  const stack: Pending[] = [{ value: resource, path: options.path ?? (typeof rootType === 'string' && NAME.test(rootType) ? rootType : 'Resource'), code: undefined }];
+  while (stack.length) {
+    const { value, path, code } = stack.pop() as Pending;
+    let schema: InternalTypeSchema | undefined;
+    let isResource = false;
+    if (code === undefined || code === 'Resource' || code === 'DomainResource') {
+      if (kindOf(value) !== 'object') {
+        report(path, `Expected a resource (an object), got ${article(kindOf(value))}`);
+        continue;
+      }
+      const type = (value as { resourceType?: unknown }).resourceType;
+      schema = typeof type === 'string' && NAME.test(type) ? tryGetDataType(type) : undefined;
+      if (!schema || schema.kind !== 'resource') {
+        report(path, typeof type === 'string' ? `Unknown resource type ${quoted(type)}` : 'Missing resourceType', typeof type === 'string' ? 'not-supported' : 'required');
+        continue;
+      }
+      isResource = true;
+      const id = (value as { id?: unknown }).id;
+      if (id !== undefined && !isValidFhirId(id)) report(`${path}.id`, 'Resource.id is not a valid FHIR id ([A-Za-z0-9-.]{1,64}, not "." or "..")', 'value');
+    } else {
+      const expected = expectedKind(code);
+      const kind = kindOf(value);
+      if (kind !== expected) {
+        report(path, `Expected ${article(expected)} (${code}), got ${article(kind)}`);
+        continue;
+      }
+      if (expected !== 'object') continue;
+      schema = tryGetDataType(code);
+      // A type Medplum does not know (a logical model, a contentReference it did not resolve): Medplum's own check decides.
+      if (!schema) continue;
+    }
+    const object = value as Record<string, unknown>;
+    const index = memberIndex(schema);
+    const keys = Object.keys(object);
+    for (let k = keys.length - 1; k >= 0; k--) {
+      const key = keys[k] as string;
+      // An in-memory resource may hold members set to undefined: absent once serialised.
+      if (object[key] === undefined) continue;
+      const at = `${path}${step(key)}`;
+      // resourceType read above; id checked above (its syntax says more than its kind).
+      if (isResource && (key === 'resourceType' || key === 'id')) continue;
+      const extension = key.startsWith('_') && key.length > 1;
+      const member = index.get(extension ? key.slice(1) : key);
+      if (!member) {
+        report(at, `Invalid additional property ${quoted(key)}`);
+        continue;
+      }
+      const { element } = member;
+      const memberCode = extension ? 'Element' : member.code;
+      if (extension && (member.code === undefined || !isPrimitiveCode(member.code))) {
+        report(at, `${quoted(key)}: only primitive elements have an underscore form`);
+        continue;
+      }
+      const item = object[key];
+      if (element.isArray) {
+        if (!Array.isArray(item)) {
+          report(at, `Expected an array (${element.path} repeats), got ${article(kindOf(item))}`);
+          continue;
+        }
+        // A repeating primitive and its `_name` array pair up: null where the other holds the item.
+        const partner = object[extension ? key.slice(1) : `_${key}`];
+        const pairs = Array.isArray(partner);
+        for (let i = item.length - 1; i >= 0; i--) {
+          if (item[i] === null || item[i] === undefined) {
+            if (!pairs || (partner as unknown[])[i] === null || (partner as unknown[])[i] === undefined) report(`${at}[${i}]`, 'Invalid null value');
+            continue;
+          }
+          if (memberCode === undefined) continue;
+          stack.push({ value: item[i], path: `${at}[${i}]`, code: memberCode });
+        }
+      } else {
+        if (Array.isArray(item)) {
+          report(at, `Expected a single value (${element.path} does not repeat), got an array`);
+          continue;
+        }
+        if (item === null) {
+          report(at, 'Invalid null value');
+          continue;
+        }
+        if (memberCode === undefined) continue;
+        stack.push({ value: item, path: at, code: memberCode });
+      }
+    }
+  }
+  if (omitted > 0) {
+    // Replace the last listed issue by the count, so the list holds `maxIssues` issues at most.
+    if (issues.length >= maxIssues) {
+      issues.pop();
+      omitted++;
+    }
+    issues.push({ severity: 'error', code: 'too-costly', details: { text: `${omitted} further issue(s) not listed` } });
+  }
+  return issues;
+}
+
+/** At most `max` issues, the last one counting those left out. */
+export function capIssues(issues: fhir4.OperationOutcomeIssue[], max = MAX_ISSUES): fhir4.OperationOutcomeIssue[] {
+  if (issues.length <= max) return issues;
+  const kept = issues.slice(0, max - 1);
+  kept.push({ severity: 'error', code: 'too-costly', details: { text: `${issues.length - kept.length} further issue(s) not listed` } });
+  return kept;
+}
+
 function isError(issue: fhir4.OperationOutcomeIssue): boolean {
   return issue.severity === 'error' || issue.severity === 'fatal';
 }
@@ -254,7 +457,9 @@ function validateAgainst(ctx: ValidationContext, resource: fhir4.Resource, profi
   }
   const structure = medplumIssues(resource, profile);
   const bindings = bindingIssues(ctx, resource, profile?.url, structure.some(isError));
-  return [...structure, ...bindings];
+  // No spread: a hostile resource may yield more issues than a call takes arguments.
+  for (const issue of bindings) structure.push(issue);
+  return structure;
 }
 
 /**
@@ -263,11 +468,18 @@ function validateAgainst(ctx: ValidationContext, resource: fhir4.Resource, profi
  */
 export function validateResource<T extends fhir4.Resource>(resource: T, options: ValidateOptions = {}): fhir4.OperationOutcomeIssue[] {
   const ctx = ensureContext();
-  const declared = (resource.meta?.profile ?? []).filter((url) => ctx.profiles.has(stripVersion(url)));
+  // The JSON kinds first: Medplum assumes them (and lets some wrong ones through).
+  const structural = structuralIssues(resource);
+  if (structural.length) return structural;
+  const metaProfiles = resource.meta?.profile;
+  const declared = (Array.isArray(metaProfiles) ? metaProfiles : []).filter((url) => ctx.profiles.has(stripVersion(url)));
   const profiles = options.profiles ?? declared;
   const issues: fhir4.OperationOutcomeIssue[] = [];
-  if (profiles.length === 0) issues.push(...validateAgainst(ctx, resource, undefined));
-  for (const url of profiles) issues.push(...validateAgainst(ctx, resource, url));
+  const add = (found: fhir4.OperationOutcomeIssue[]): void => {
+    for (const issue of found) issues.push(issue);
+  };
+  if (profiles.length === 0) add(validateAgainst(ctx, resource, undefined));
+  for (const url of profiles) add(validateAgainst(ctx, resource, url));
 
   // Contained resources are checked against the base definitions as part of their container;
   // those declaring one of our profiles are also checked against it, unless `profiles: []`.
@@ -287,13 +499,15 @@ export function validateResource<T extends fhir4.Resource>(resource: T, options:
   });
 
   const seen = new Set<string>();
-  return issues.filter((issue) => {
-    if (!options.includeWarnings && !isError(issue)) return false;
-    const key = JSON.stringify([issue.severity, issue.code, issue.expression, issue.details?.text, issue.diagnostics]);
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+  return capIssues(
+    issues.filter((issue) => {
+      if (!options.includeWarnings && !isError(issue)) return false;
+      const key = JSON.stringify([issue.severity, issue.code, issue.expression, issue.details?.text, issue.diagnostics]);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    }),
+  );
 }
 
 /** One readable line per issue: `error invariant at Task.for: Constraint ... (diagnostics)`. */

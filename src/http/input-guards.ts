@@ -11,6 +11,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit, type Store } from 'express-rate-limit';
+import { isFhirId } from '../domain/references.js';
 import { OperationOutcomeError, badRequest, operationOutcome, unsupportedMediaType, type IssueInput } from './outcomes.js';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -334,17 +335,10 @@ export function strictFhirContentType(): RequestHandler {
 // ---------------------------------------------------------------------------------------------
 // Ids and search URLs
 
-const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
 
-/**
- * FHIR R4 id syntax (`[A-Za-z0-9\-\.]{1,64}`, http://hl7.org/fhir/R4/datatypes.html#id), minus
- * `.` and `..`: they match the regex but are URL dot-segments (RFC 3986 §5.2.4), so
- * `Patient/..` would address the server's base, not a Patient.
- */
-export function isFhirId(value: unknown): value is string {
-  return typeof value === 'string' && FHIR_ID.test(value) && value !== '.' && value !== '..';
-}
+/** FHIR id syntax minus `.` and `..` (URL dot-segments): one definition, in src/domain/references.ts. */
+export { isFhirId };
 
 /** The id, or a 400 OperationOutcome (`badRequest`) naming what it was meant to identify. */
 export function assertFhirId(value: unknown, what: string): string {
@@ -412,6 +406,8 @@ export interface RateLimitOptions {
   store?: Store;
   /** Requests that never count (health probes). */
   skip?: (req: Request, res: Response) => boolean;
+  /** Let requests through when the store fails (e.g. Redis down) instead of failing them. */
+  passOnStoreError?: boolean;
 }
 
 export { ipKeyGenerator };
@@ -429,6 +425,7 @@ export function rateLimitPerClient(options: RateLimitOptions): RequestHandler {
     keyGenerator: options.keyOf,
     ...(options.store ? { store: options.store } : {}),
     ...(options.skip ? { skip: options.skip } : {}),
+    ...(options.passOnStoreError ? { passOnStoreError: true } : {}),
     handler: (_req, res, _next, used) => {
       const retryAfter = res.getHeader('Retry-After');
       const outcome = operationOutcome([

@@ -413,3 +413,44 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(value, now)).toBe(expected);
   });
 });
+
+describe('ids and answers checked (issue #6: an id is checked before it goes into a URL)', () => {
+  it.each(['..', '.', 'a/b', 'a b', '', 'é', 'x'.repeat(65), '../metadata', 'a?b=1'])('read and update refuse the id %j before any request (no interceptor is declared)', async (id) => {
+    const { fhir } = server();
+    const read = await failure(fhir.read('Patient', id));
+    expect(read.status).toBe(400);
+    expect(read.transient).toBe(false);
+    const update = await failure(fhir.update({ resourceType: 'Patient', id }));
+    expect(update.status).toBe(400);
+  });
+
+  it('readIfExists does not turn an invalid id into "not found": the 400 propagates', async () => {
+    const { fhir } = server();
+    expect((await failure(fhir.readIfExists('Patient', '..'))).status).toBe(400);
+  });
+
+  it('a resource type that is no type name is refused too', async () => {
+    const { fhir } = server();
+    expect((await failure(fhir.read('../Patient', 'p1'))).status).toBe(400);
+  });
+
+  it('a read answered with another resource type, or another id, is an error, never a result', async () => {
+    nock(ORIGIN).get('/fhir/Patient/p1').reply(200, { resourceType: 'Observation', id: 'p1' }, FHIR_JSON);
+    nock(ORIGIN).get('/fhir/Patient/p2').reply(200, patient('p3'), FHIR_JSON);
+    nock(ORIGIN).get('/fhir/Patient/p4').reply(200, { resourceType: 'Bundle', type: 'searchset' }, FHIR_JSON);
+    const { fhir } = server();
+    const otherType = await failure(fhir.read('Patient', 'p1'));
+    expect(otherType.message).toMatch(/answered a Observation/);
+    expect(otherType.transient).toBe(false);
+    expect((await failure(fhir.read('Patient', 'p2'))).message).toMatch(/another resource/);
+    expect((await failure(fhir.readIfExists('Patient', 'p4'))).message).toMatch(/answered a Bundle/);
+  });
+
+  it('an update answered with another resource type is an error; the right one is returned', async () => {
+    nock(ORIGIN).put('/fhir/Patient/p1').reply(200, { resourceType: 'OperationOutcome', issue: [] }, FHIR_JSON);
+    nock(ORIGIN).put('/fhir/Patient/p2').reply(200, patient('p2'), FHIR_JSON);
+    const { fhir } = server();
+    expect((await failure(fhir.update({ resourceType: 'Patient', id: 'p1' }))).message).toMatch(/answered a OperationOutcome/);
+    await expect(fhir.update({ resourceType: 'Patient', id: 'p2' })).resolves.toMatchObject({ resource: { id: 'p2' } });
+  });
+});
