@@ -5,12 +5,18 @@
  * exist (404), so nothing is revealed.
  *
  * A patient's centres come from `Patient.generalPractitioner` looked up in the centre
- * directories of the programs (the same resolution as the `gp-in-centre` criterion).
+ * directories of the programs: a PractitionerRole or an Organization of a participating
+ * centre places the patient in that centre. A bare `Practitioner` does so only when every
+ * active role it holds in a participating centre is in the same centre: a Practitioner shared
+ * by several centres (given a role in a second centre) places the patient in none, so a centre
+ * cannot pull another centre's patients by giving their GP a role in its own Organization.
  */
 import { notFound, OperationOutcomeError, operationOutcome } from '../http/outcomes.js';
 import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import type { ProgramCatalog } from '../programs/schema.js';
+import { localId, localReference } from '../domain/references.js';
+import type { CentreDirectory } from '../domain/types.js';
 
 /** The caller, as authenticated (src/http/auth.ts); `centre` is `system|value` of a participating centre. */
 export type { ClientIdentity } from '../http/auth.js';
@@ -18,10 +24,8 @@ import type { ClientIdentity } from '../http/auth.js';
 
 const forbidden = (diagnostics: string): OperationOutcomeError => new OperationOutcomeError(403, operationOutcome([{ code: 'forbidden', diagnostics }]));
 
-function referenceKey(reference: string | undefined): string | undefined {
-  const match = /(?:^|\/)((?:Organization|PractitionerRole|Practitioner)\/[A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference ?? '');
-  return match?.[1];
-}
+/** Directory members a GP reference may name (any base URL, any version, as read from the server of record). */
+const MEMBER_TYPES = ['Organization', 'PractitionerRole', 'Practitioner'] as const;
 
 export class CentreAccess {
   constructor(
@@ -32,12 +36,41 @@ export class CentreAccess {
 
   /** Centres (`system|value`) in which any of these GP references practises. */
   async centresOfPractitioners(references: readonly (string | undefined)[]): Promise<Set<string>> {
+    const keys = references.flatMap((reference) => localReference(reference, MEMBER_TYPES, { anyBase: true }) ?? []);
     const centres = new Set<string>();
+    if (!keys.length) return centres;
+    const directories = await this.directories();
+    for (const key of keys) {
+      if (key.type === 'Practitioner') {
+        const own = await this.centresOfPractitioner(key.id, directories);
+        if (own.size === 1) own.forEach((centre) => centres.add(centre));
+        continue;
+      }
+      for (const directory of directories) {
+        const member = directory.members.get(key.key);
+        if (member) centres.add(member.centre);
+      }
+    }
+    return centres;
+  }
+
+  /** The centre directories of the programs that have participating centres. */
+  private async directories(): Promise<CentreDirectory[]> {
+    const directories: CentreDirectory[] = [];
     for (const program of this.catalog.programs.values()) {
-      if (!program.centres.length) continue;
-      const directory = await this.directory.get(program);
-      for (const reference of references) {
-        const member = directory.members.get(referenceKey(reference) ?? '');
+      if (program.centres.length) directories.push(await this.directory.get(program));
+    }
+    return directories;
+  }
+
+  /** Participating centres in which a Practitioner holds an active role (through the directories' PractitionerRoles). */
+  private async centresOfPractitioner(practitionerId: string, directories: readonly CentreDirectory[]): Promise<Set<string>> {
+    const roles = await this.fhir.searchAll<fhir4.PractitionerRole>('PractitionerRole', { practitioner: `Practitioner/${practitionerId}` });
+    const centres = new Set<string>();
+    for (const role of roles) {
+      if (!role.id || role.active === false) continue;
+      for (const directory of directories) {
+        const member = directory.members.get(`PractitionerRole/${role.id}`);
         if (member) centres.add(member.centre);
       }
     }
@@ -62,7 +95,7 @@ export class CentreAccess {
   async assertEpisode(client: ClientIdentity | undefined, episodeId: string): Promise<void> {
     if (!client) return;
     const episode = await this.fhir.readIfExists<fhir4.EpisodeOfCare>('EpisodeOfCare', episodeId);
-    const patientId = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(episode?.patient.reference ?? '')?.[1];
+    const patientId = localId(episode?.patient, 'Patient');
     if (!patientId) throw notFound(`EpisodeOfCare/${episodeId} not found`);
     try {
       await this.assertPatient(client, patientId);
@@ -92,15 +125,22 @@ export class CentreAccess {
       return;
     }
     if (resource.resourceType === 'PractitionerRole') {
-      const organization = (resource as fhir4.PractitionerRole).organization?.reference;
-      const centres = await this.centresOfPractitioners([organization]);
+      const role = resource as fhir4.PractitionerRole;
+      const centres = await this.centresOfPractitioners([role.organization?.reference]);
       if (!centres.has(client.centre)) throw forbidden("A PractitionerRole may only be pushed for the client's centre");
+      // A Practitioner who already practises in another centre stays there: a role in this
+      // centre would make that centre's patients (whose GP is the bare Practitioner) ambiguous.
+      const practitionerId = localId(role.practitioner, 'Practitioner', { anyBase: true });
+      if (practitionerId) {
+        const elsewhere = [...(await this.centresOfPractitioner(practitionerId, await this.directories()))].some((centre) => centre !== client.centre);
+        if (elsewhere) throw forbidden('This Practitioner holds a role in another centre; a PractitionerRole may only be pushed for a Practitioner of the client\'s centre');
+      }
       return;
     }
     if (resource.resourceType === 'Practitioner') return;
     if (!patientReference) return;
     if (localPatients.has(patientReference)) return;
-    const patientId = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(patientReference)?.[1];
+    const patientId = localId(patientReference, 'Patient');
     if (!patientId) throw forbidden('The patient reference cannot be checked against the client\'s centre');
     await this.assertPatient(client, patientId);
   }

@@ -15,6 +15,22 @@ const configSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Interface the HTTP API binds to. */
   HOST: z.string().default('127.0.0.1'),
+  /**
+   * Base URL of the API as clients reach it (Location, Content-Location, CapabilityStatement
+   * `url`); never taken from the request's Host header. Default: `http://HOST:PORT` as bound.
+   */
+  PUBLIC_BASE_URL: z
+    .string()
+    .url()
+    .refine((url) => /^https?:\/\//.test(url) && !/[?#]/.test(url), 'an http(s) URL without query or fragment')
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+  /**
+   * Requests per minute per client (token client id, else IP) on /fhir and /hooks; 0: no
+   * limit. Counters in Redis. Default: 600 with authentication, none without (development on
+   * loopback, where every caller has the same address). See `rateLimitPerMinute`.
+   */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).optional(),
   /** Redis for BullMQ. A loopback URL that does not answer gets a local redis-server started. */
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   /** Start a local redis-server when REDIS_URL is loopback and nothing answers. */
@@ -74,6 +90,10 @@ const configSchema = z.object({
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('forfait'),
   /** Largest request body accepted (bytes); a Synthea patient bundle is up to ~2 MB. */
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(25 * 1024 * 1024),
+  /** Folder a Bulk Data `$screen` may read NDJSON files from (file:// URLs or paths inside it); unset: no file input. */
+  BULK_INPUT_DIR: z.string().min(1).optional(),
+  /** Where bulk screenings write their results (one folder per screening). Default: `<os tmpdir>/forfait-fhir-bulk`. */
+  BULK_OUTPUT_DIR: z.string().min(1).optional(),
   /** pino level. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds a completed job is kept (its id then deduplicates re-sent data). */
@@ -124,6 +144,11 @@ const configSchema = z.object({
 /** True when inbound authentication is configured. */
 export function authConfigured(config: Config): boolean {
   return Boolean(config.AUTH_JWKS_URL || config.AUTH_JWKS_FILE);
+}
+
+/** Requests per minute per client (0: none): RATE_LIMIT_PER_MINUTE, else 600 with authentication and none without. */
+export function rateLimitPerMinute(config: Config): number {
+  return config.RATE_LIMIT_PER_MINUTE ?? (authConfigured(config) ? 600 : 0);
 }
 
 export type Config = z.infer<typeof configSchema>;

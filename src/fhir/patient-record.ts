@@ -4,6 +4,7 @@
  * server), then, only when needed, one batch of reads for the Specimens and payor
  * Organizations those resources point to.
  */
+import { localId } from '../domain/references.js';
 import type { PatientRecord } from '../domain/types.js';
 import { FhirServerError, type FhirServer } from './fhir-server.port.js';
 
@@ -19,11 +20,8 @@ export class PatientNotFoundError extends Error {
   override name = 'PatientNotFoundError';
 }
 
-function localReference(reference: string | undefined, type: string): string | undefined {
-  if (!reference) return undefined;
-  const match = new RegExp(`(?:^|/)${type}/([A-Za-z0-9\\-.]{1,64})(?:/_history/[^/]+)?$`).exec(reference);
-  return match?.[1];
-}
+/** The id of a `type` reference on any base, any version (ids `.` and `..` refused: src/domain/references.ts). */
+const localReference = (reference: string | undefined, type: string): string | undefined => localId(reference, type, { anyBase: true });
 
 export interface FetchedRecord {
   record: PatientRecord;
@@ -40,9 +38,11 @@ export async function fetchPatientRecord(fhir: FhirServer, query: RecordQuery, e
   const subject = `Patient/${patientId}`;
   const codes = query.observationCodes.map((c) => `${c.system}|${c.code}`).join(',');
   const searches: [string, Record<string, string>][] = [
-    ['Observation', { subject, code: codes, _count: PAGE_SIZE }],
+    // _include: the Specimens and payor Organizations come in the same round trip on servers
+    // that support it; whatever a server leaves out is read in a second batch below.
+    ['Observation', { subject, code: codes, _include: 'Observation:specimen', _count: PAGE_SIZE }],
     ['Condition', { subject, _count: PAGE_SIZE }],
-    ['Coverage', { beneficiary: subject, _count: PAGE_SIZE }],
+    ['Coverage', { beneficiary: subject, _include: 'Coverage:payor', _count: PAGE_SIZE }],
     ['Consent', { patient: subject, _count: PAGE_SIZE }],
   ];
   const bundle: fhir4.Bundle = {
@@ -98,6 +98,11 @@ export async function fetchPatientRecord(fhir: FhirServer, query: RecordQuery, e
   const payorIds = new Set(
     record.coverages.flatMap((c) => (c.payor ?? []).flatMap((p) => (p.identifier ? [] : localReference(p.reference, 'Organization') ?? []))),
   );
+  for (const entry of searchEntries.flatMap((e) => (e.resource as fhir4.Bundle | undefined)?.entry ?? [])) {
+    const included = entry.search?.mode === 'include' ? entry.resource : undefined;
+    if (included?.resourceType === 'Specimen' && specimenIds.delete(included.id ?? '')) record.specimens.push(included as fhir4.Specimen);
+    else if (included?.resourceType === 'Organization' && payorIds.delete(included.id ?? '')) record.organizations.push(included as fhir4.Organization);
+  }
   if (specimenIds.size || payorIds.size) {
     const reads: fhir4.BundleEntry[] = [
       ...[...specimenIds].map((id) => ({ request: { method: 'GET' as const, url: `Specimen/${id}` } })),

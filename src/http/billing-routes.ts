@@ -5,8 +5,9 @@
  */
 import type { Express, Response } from 'express';
 import type { BillingService } from '../app/billing.service.js';
+import { localReference } from '../domain/references.js';
 import { badRequest } from './outcomes.js';
-import { asParameters, dateParameter, parametersFromQuery, stringParameter } from './parameters.js';
+import { dateParameter, parametersFromQuery, readParameters, stringParameter, type OperationDeclaration } from './parameters.js';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 
@@ -14,11 +15,36 @@ function send(res: Response, status: number, body: fhir4.Parameters): void {
   res.status(status).set('Content-Type', FHIR_JSON).send(JSON.stringify(body));
 }
 
+export const BILL: OperationDeclaration = {
+  name: '$bill',
+  parameters: [
+    { name: 'asOf', types: ['date'] },
+    { name: 'program', types: ['code', 'string'] },
+  ],
+};
+/** `centre` (an Organization reference) is read only without authentication: a client sees its own centre. */
+export const BUDGET: OperationDeclaration = {
+  name: '$budget',
+  parameters: [
+    { name: 'program', types: ['code', 'string'], min: 1 },
+    { name: 'centre', types: ['string'] },
+  ],
+};
+
+/** `centre` as an `Organization/{id}` reference (it goes into a search). */
+function centreParameter(parameters: fhir4.Parameters): string | undefined {
+  const given = stringParameter(parameters, 'centre');
+  if (given === undefined) return undefined;
+  const centre = localReference(given, 'Organization')?.key;
+  if (!centre) throw badRequest('Parameter "centre" must be an Organization/{id} reference', `Parameters.parameter.where(name='centre')`);
+  return centre;
+}
+
 const money = (value: string): fhir4.Money => ({ value: Number(value), currency: 'EUR' });
 
 export function mountBillingRoutes(app: Express, billing: BillingService, enqueueSubmissions: (claimIds: string[]) => Promise<void>): void {
   app.post('/fhir/\\$bill', async (req, res) => {
-    const parameters = asParameters(req.body);
+    const parameters = readParameters(req.body, BILL);
     const result = await billing.generateAll(dateParameter(parameters, 'asOf'), stringParameter(parameters, 'program'));
     await enqueueSubmissions(result.claims);
     send(res, 200, {
@@ -36,12 +62,11 @@ export function mountBillingRoutes(app: Express, billing: BillingService, enqueu
   });
 
   app.get('/fhir/\\$budget', async (req, res) => {
-    const parameters = parametersFromQuery(req.query as Record<string, unknown>);
-    const program = stringParameter(parameters, 'program');
-    if (!program) throw badRequest('Parameter "program" is required', `Parameters.parameter.where(name='program')`);
+    const parameters = parametersFromQuery(req.query as Record<string, unknown>, BUDGET);
+    const program = stringParameter(parameters, 'program') as string;
     // A centre's client reads its own centre's figures only.
     const client = res.locals['client'] as { centre?: string } | undefined;
-    const centre = client ? (client.centre ? ((await billing.centreOrganization(client.centre)) ?? 'Organization/none') : 'Organization/none') : stringParameter(parameters, 'centre');
+    const centre = client ? (client.centre ? ((await billing.centreOrganization(client.centre)) ?? 'Organization/none') : 'Organization/none') : centreParameter(parameters);
     const report = await billing.budget(program, centre);
     send(res, 200, {
       resourceType: 'Parameters',

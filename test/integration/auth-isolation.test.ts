@@ -24,7 +24,7 @@
  * Problems found are tests at the end (section "Findings"), each with its report.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -340,6 +340,13 @@ function everyProtectedRoute(): RouteCase[] {
     { method: 'POST', path: `/fhir/Patient/${patientA1}/$evaluate-eligibility`, body: program },
     { method: 'POST', path: '/fhir/$screen', body: program },
     { method: 'GET', path: `/fhir/_async/${UNKNOWN_ID}` },
+    { method: 'GET', path: `/fhir/_async/${UNKNOWN_ID}/Patient.ndjson` },
+    { method: 'GET', path: '/fhir/Measure' },
+    { method: 'GET', path: '/fhir/Measure/fnmf-prediabetes-enrolments' },
+    { method: 'GET', path: '/fhir/Measure/fnmf-prediabetes-enrolments/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31' },
+    { method: 'POST', path: '/fhir/Measure/fnmf-prediabetes-enrolments/$evaluate-measure', body: parameters({ name: 'periodStart', valueDate: '2026-01-01' }, { name: 'periodEnd', valueDate: '2026-12-31' }) },
+    { method: 'GET', path: `/fhir/Measure/$report-pack?program=${FNMF}&pack=annual-activity&periodStart=2026-01-01&periodEnd=2026-12-31` },
+    { method: 'POST', path: '/fhir/Measure/$report-pack', body: parameters({ name: 'program', valueString: FNMF }, { name: 'pack', valueCode: 'annual-activity' }, { name: 'periodStart', valueDate: '2026-01-01' }, { name: 'periodEnd', valueDate: '2026-12-31' }) },
     { method: 'POST', path: `/fhir/Patient/${patientA2}/$enroll`, body: enrolParameters({ program: FNMF, start: today(), team: teamA.as(['gp']) }) },
     { method: 'POST', path: `/fhir/Patient/${patientA2}/$decline`, body: parameters({ name: 'program', valueString: FNMF }, { name: 'reason', valueString: 'distance' }) },
     { method: 'POST', path: `/fhir/EpisodeOfCare/${episodeA}/$exit`, body: parameters({ name: 'reason', valueCode: 'withdrew' }) },
@@ -370,9 +377,9 @@ function everyProtectedRoute(): RouteCase[] {
   ];
 }
 
-/** The routes the source mounts: `app.<method>('<path>'` in the HTTP layer, and the `/admin/queues` router. */
+/** The routes the source mounts: `app.<method>('<path>'` in the HTTP layer (app.ts and every `*-routes.ts`), and the `/admin/queues` router. */
 function mountedRoutes(): { method: string; pattern: RegExp; source: string }[] {
-  const files = ['src/http/app.ts', 'src/http/enrolment-routes.ts', 'src/http/billing-routes.ts'];
+  const files = ['src/http/app.ts', ...readdirSync(path.join(ROOT, 'src/http')).filter((name) => name.endsWith('-routes.ts')).map((name) => `src/http/${name}`)];
   const routes: { method: string; pattern: RegExp; source: string }[] = [];
   for (const file of files) {
     const text = readFileSync(path.join(ROOT, file), 'utf8');
@@ -860,7 +867,7 @@ describe('findings', () => {
   // writing anything, resolve each entry's conditional-create query (the identifier search
   // prepareBundle will send) and refuse the Bundle when it matches a resource outside the
   // client's centre (a Patient whose GP is elsewhere, a resource about such a patient).
-  it.fails('a transaction by B with a Patient carrying A\'s identifier and an Observation about it writes nothing about A\'s patient', async () => {
+  it('a transaction by B with a Patient carrying A\'s identifier and an Observation about it writes nothing about A\'s patient', async () => {
     const before = await count('Observation', { subject: `Patient/${patientA1}` });
     const fullUrl = 'urn:uuid:7e57a11a-0000-4000-8000-00000000f003';
     const answer = await s.request('POST', '/fhir', {
@@ -877,6 +884,20 @@ describe('findings', () => {
     expect.soft(answer.text).not.toContain(patientA2);
     expect.soft(await count('Observation', { subject: `Patient/${patientA2}` })).toBe(2);
     expect.soft(await count('Observation', { subject: `Patient/${patientA1}` })).toBe(before);
+  });
+
+  // Same cause as F2, in a batch (found fixing F3): a batch entry's conditional create that
+  // matches A's lab result is answered 200 with it. The stored resource is now checked like a
+  // single push's: the entry is answered 403 without it, and nothing is queued for A's patient.
+  it('a batch by B whose entry carries the identifier of A\'s lab result never gets A\'s result back', async () => {
+    const answer = await s.request('POST', '/fhir', {
+      token: tok.b,
+      body: { resourceType: 'Bundle', type: 'batch', entry: [{ resource: observation(patientB, 'iso-a1-glu', 1.3), request: { method: 'POST', url: 'Observation' } }] },
+    });
+    expect(answer.status, answer.text).toBe(200);
+    expect(answer.body.entry[0].response.status).toBe('403');
+    expect(answer.text).not.toContain(patientA1);
+    expect(answer.text).not.toMatch(/"value":1\.15\b/);
   });
 
   // BUG F4 (src/app/enrolment.service.ts recordSession, reached through src/http/app.ts /
@@ -924,7 +945,7 @@ describe('findings', () => {
   // test/fixtures/enrolment.ts, the README's example): 403. Fix: as for `localPatients`, check
   // the Bundle's Organization entries first and accept a PractitionerRole whose organization is
   // the fullUrl of an Organization entry already accepted (one carrying the client's centre).
-  it.fails('centre A can push its Organization, a Practitioner and a PractitionerRole in one transaction', async () => {
+  it('centre A can push its Organization, a Practitioner and a PractitionerRole in one transaction', async () => {
     const org = 'urn:uuid:7e57a11a-0000-4000-8000-00000000f601';
     const practitioner = 'urn:uuid:7e57a11a-0000-4000-8000-00000000f602';
     const answer = await s.request('POST', '/fhir', {
@@ -942,16 +963,13 @@ describe('findings', () => {
     expect(answer.status, answer.text).toBe(200);
   });
 
-  // BUG F7 (src/app/centre-access.ts assertPushable: `Practitioner` and the PractitionerRole's
-  // `practitioner` are not checked; src/fhir/centre-directory.ts makes every Practitioner of a
-  // role in a centre a member of that centre): B can push a PractitionerRole in *B's*
-  // Organization for *A's* Practitioner (its id is learnt e.g. through F1 with the RPPS number,
-  // a public identifier), and from then on every patient of A whose generalPractitioner is
-  // `Practitioner/{that id}` is "in" centre B too: B reads, enrols and screens them. Fix: a
-  // PractitionerRole may only name a Practitioner that has no role in another centre (or that
-  // the client created), or resolve a Patient's centre from PractitionerRole/Organization
-  // references only (not from a bare Practitioner shared by several centres).
-  it.fails('B cannot bring A\'s patient into its centre by giving A\'s GP practitioner a role in B\'s Organization', async () => {
+  // F7 (fixed): B could push a PractitionerRole in *B's* Organization for *A's* Practitioner
+  // (its id learnt e.g. through F1 with the RPPS number, a public identifier), and from then on
+  // every patient of A whose generalPractitioner is `Practitioner/{that id}` was "in" centre B
+  // too. Now (src/app/centre-access.ts) a bare Practitioner places a patient in a centre only
+  // when all its active roles in participating centres are in that one centre, and a
+  // PractitionerRole naming a Practitioner who holds a role in another centre is refused (403).
+  it('B cannot bring A\'s patient into its centre by giving A\'s GP practitioner a role in B\'s Organization', async () => {
     const created = await s.request('POST', '/fhir/Patient', {
       token: tok.a,
       body: { resourceType: 'Patient', identifier: [{ system: 'urn:test:patient', value: 'iso-a3' }], gender: 'female', birthDate: '1968-02-02', generalPractitioner: [{ reference: `Practitioner/${teamA.member('gp').practitionerId}` }] },

@@ -42,6 +42,8 @@ export async function startTestService(env: Record<string, string> = {}, options
     QUEUE_PREFIX: prefix,
     LOG_LEVEL: 'silent',
     WORKER_CONCURRENCY: '4',
+    // Tests send thousands of requests from one address: no rate limit unless a test sets one.
+    RATE_LIMIT_PER_MINUTE: '0',
     ...env,
   });
   const service = await startService(config, options.log ?? pino({ level: config.LOG_LEVEL }));

@@ -17,7 +17,7 @@ import { CARE_TEAM_ROLE_SYSTEM, PLAN_CODE_SYSTEM, PROGRAM_CODE_SYSTEM } from '..
 import type { ValueSetData } from '../../programs/schema.js';
 import { periodCovers } from '../dates.js';
 import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../ids.js';
-import { referenceKey } from '../references.js';
+import { localReference, referenceKey } from '../references.js';
 import type { CalendarDate, EligibilityOutcome } from '../types.js';
 import { codeableConceptIn } from '../value-sets.js';
 import { applyPlanDefinition, resolvePersonalisation } from './plan-application.js';
@@ -327,7 +327,7 @@ export function checkEnrolmentRequest(input: EnrolmentRequestCheck): EnrolmentIs
   return issues;
 }
 
-const PRACTITIONER_REFERENCE = /^(Practitioner|PractitionerRole)\/[A-Za-z0-9\-.]{1,64}$/;
+const PRACTITIONER_TYPES = ['Practitioner', 'PractitionerRole'] as const;
 
 function careTeamIssues(enrolment: EnrolmentData, team: readonly CareTeamMember[]): EnrolmentIssue[] {
   const issues: EnrolmentIssue[] = [];
@@ -342,7 +342,7 @@ function careTeamIssues(enrolment: EnrolmentData, team: readonly CareTeamMember[
         field: `careTeam[${index}].role`,
       });
     }
-    if (!PRACTITIONER_REFERENCE.test(member.reference)) {
+    if (!localReference(member.reference, PRACTITIONER_TYPES)) {
       issues.push({
         rule: 'care-team-member-invalid',
         code: 'value',
