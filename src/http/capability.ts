@@ -49,6 +49,20 @@ export function capabilityStatement(options: { version: string; baseUrl: string;
         operation('advance', 'Moves this enrolment to a date (asOf): phases completed, activated or opened. Idempotent.'),
       ],
     },
+    {
+      // Program indicators (issue #5): profiles/Measure-*.json, evaluated from the FHIR server of record.
+      type: 'Measure',
+      interaction: [{ code: 'read' }, { code: 'search-type' }],
+      searchParam: [{ name: 'context', type: 'token', documentation: 'The program id (also accepted as "program").' }],
+      operation: [
+        {
+          name: 'evaluate-measure',
+          definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure',
+          documentation: 'A summary MeasureReport: periodStart, periodEnd (inclusive days), optional subject=Organization/{id} or centre (Organization/{id} or system|value). A client bound to a centre gets its own centre only.',
+        },
+        operation('report-pack', 'The report pack of a program (program; pack: annual-activity, interim-18-months, final-evaluation; periodStart, periodEnd; optional centre): a collection Bundle of MeasureReports, or CSV with _format=text/csv.'),
+      ],
+    },
   );
   return {
     resourceType: 'CapabilityStatement',

@@ -65,8 +65,8 @@ describe('GET /fhir/metadata', () => {
     const rest = statement.rest?.find((r) => r.mode === 'server');
     expect(rest).toBeDefined();
     const resources = rest?.resource ?? [];
-    expect(resources.map((r) => r.type).sort()).toEqual([...PUSHABLE_TYPES, 'Encounter', 'EpisodeOfCare'].sort());
-    for (const resource of resources.filter((r) => r.type !== 'EpisodeOfCare')) {
+    expect(resources.map((r) => r.type).sort()).toEqual([...PUSHABLE_TYPES, 'Encounter', 'EpisodeOfCare', 'Measure'].sort());
+    for (const resource of resources.filter((r) => r.type !== 'EpisodeOfCare' && r.type !== 'Measure')) {
       expect(resource.interaction?.map((i) => i.code), resource.type).toContain('create');
       expect(resource.conditionalCreate, resource.type).toBe(true);
     }
@@ -75,8 +75,13 @@ describe('GET /fhir/metadata', () => {
     expect(resources.find((r) => r.type === 'Patient')?.operation?.[0]?.definition).toMatch(/OperationDefinition\/Patient-evaluate-eligibility$/);
     expect(operationsOf('EpisodeOfCare')).toEqual(['exit', 'add-plan', 'advance']);
     expect(resources.find((r) => r.type === 'EpisodeOfCare')?.interaction ?? []).toEqual([]);
+    // The indicators: read and search, $evaluate-measure (HL7's definition) and the report packs.
+    const measure = resources.find((r) => r.type === 'Measure');
+    expect(measure?.interaction?.map((i) => i.code).sort()).toEqual(['read', 'search-type']);
+    expect(operationsOf('Measure')).toEqual(['evaluate-measure', 'report-pack']);
+    expect(measure?.operation?.[0]?.definition).toBe('http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure');
     // No other type claims an instance operation.
-    for (const resource of resources.filter((r) => r.type !== 'Patient' && r.type !== 'EpisodeOfCare')) expect(resource.operation ?? []).toEqual([]);
+    for (const resource of resources.filter((r) => !['Patient', 'EpisodeOfCare', 'Measure'].includes(r.type))) expect(resource.operation ?? []).toEqual([]);
     expect(rest?.operation?.map((o) => o.name)).toEqual(['screen', 'advance', 'bill', 'budget']);
     expect(rest?.interaction?.map((i) => i.code).sort()).toEqual(['batch', 'transaction']);
   });
