@@ -12,10 +12,11 @@ import { evaluateEligibility, observationCodesOfInterest } from '../domain/evalu
 import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
 import { enrolmentProposalTask, enrolmentProposalTaskId, guidanceResponseId, verdictToGuidanceResponse } from '../domain/verdict-fhir.js';
 import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
-import type { FhirServer } from '../fhir/fhir-server.port.js';
+import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
 import { fetchPatientRecord } from '../fhir/patient-record.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
+import { proposalLockName, type Locks } from '../infra/redis-lock.js';
 
 /** EpisodeOfCare.type coding that marks an enrolment in a program (written by the enrolment feature). */
 export const PROGRAM_CODE_SYSTEM = 'http://forfait-fhir.org/fhir/CodeSystem/program';
@@ -46,6 +47,8 @@ export class EligibilityService {
     private readonly fhir: FhirServer,
     private readonly catalog: ProgramCatalog,
     private readonly directory: CentreDirectoryCache,
+    /** Serialises the creation of a proposal Task with `$decline` (see `evaluateAndRecord`). */
+    private readonly locks?: Locks,
     private readonly now: () => Date = () => new Date(),
   ) {
     this.observationCodes = observationCodesOfInterest(catalog.programs.values(), catalog);
@@ -105,30 +108,83 @@ export class EligibilityService {
     const stale = previousAsOf !== undefined && previousAsOf > verdict.asOf;
     const writeResponse = !unchanged && !stale;
     const evidence = verdict.criteria.flatMap((criterion) => criterion.evidence);
-    if (writeResponse) {
-      const written = await this.fhir.update({ ...response, id: grId });
-      await this.provenance?.record(writtenReferences(written.resource), evidence, existingResponse ? 'UPDATE' : 'CREATE');
-    }
 
     let task: string | undefined = existingTask ? `Task/${taskId}` : undefined;
-    let taskWritten = false;
     const enrolled = (episodes?.entry ?? []).some((entry) =>
       (entry.resource as fhir4.EpisodeOfCare | undefined)?.type?.some((type) =>
         type.coding?.some((coding) => coding.system === PROGRAM_CODE_SYSTEM && coding.code === programId),
       ),
     );
+    let proposal: (fhir4.Task & { id: string }) | undefined;
     if (verdict.outcome === 'eligible' && !enrolled && !existingTask) {
       const gp = record.patient.generalPractitioner?.[0];
-      const proposal = enrolmentProposalTask(verdict, program, patientId, {
+      proposal = {
+        ...enrolmentProposalTask(verdict, program, patientId, {
+          id: taskId,
+          authoredOn: occurrence,
+          ...(gp?.reference ? { owner: { reference: gp.reference } } : {}),
+        }),
         id: taskId,
-        authoredOn: occurrence,
-        ...(gp?.reference ? { owner: { reference: gp.reference } } : {}),
-      });
-      const written = await this.fhir.update({ ...proposal, id: taskId });
-      await this.provenance?.record(writtenReferences(written.resource), evidence, 'CREATE');
+      };
       task = `Task/${taskId}`;
-      taskWritten = true;
     }
-    return { verdict, guidanceResponse: `GuidanceResponse/${grId}`, guidanceResponseWritten: writeResponse, ...(task ? { task } : {}), taskWritten };
+
+    // At most one write request per evaluation: the GuidanceResponse, the Task, or both in one
+    // batch of PUTs (deterministic ids: a retried job writes the same resources again).
+    const responseActivity = existingResponse ? 'UPDATE' : 'CREATE';
+    const toWrite: (fhir4.Resource & { id: string })[] = [...(writeResponse ? [{ ...response, id: grId }] : []), ...(proposal ? [proposal] : [])];
+    // Creating the proposal: under the lock `$decline` takes, and only if the Task is still
+    // absent (a `$decline` between our read and this write must not be put back to `requested`).
+    // This costs one more read, only when a Task is created.
+    const { written, error } = proposal && this.locks
+      ? await this.locks.withLock(proposalLockName(programId, patientId), async () => {
+          if (await this.fhir.readIfExists<fhir4.Task>('Task', taskId)) {
+            const withoutTask = toWrite.filter((resource) => resource !== proposal);
+            proposal = undefined;
+            return this.write(withoutTask);
+          }
+          return this.write(toWrite);
+        })
+      : await this.write(toWrite);
+    const responseRefs = writeResponse ? written[0] : undefined;
+    const taskRefs = proposal ? written[writeResponse ? 1 : 0] : undefined;
+    if (responseRefs && taskRefs && responseActivity === 'CREATE') {
+      // One Provenance for what one evaluation created.
+      await this.provenance?.record([...responseRefs, ...taskRefs], evidence, 'CREATE');
+    } else {
+      // Also when the other entry of the batch failed: what was written has its Provenance.
+      if (responseRefs) await this.provenance?.record(responseRefs, evidence, responseActivity);
+      if (taskRefs) await this.provenance?.record(taskRefs, evidence, 'CREATE');
+    }
+    if (error) throw error;
+    return { verdict, guidanceResponse: `GuidanceResponse/${grId}`, guidanceResponseWritten: writeResponse, ...(task ? { task } : {}), taskWritten: proposal !== undefined };
+  }
+
+  /**
+   * PUTs the resources in one request (an update, or a batch of PUTs): each one's versioned
+   * references, undefined for an entry the server refused (then `error` says why).
+   */
+  private async write(resources: readonly (fhir4.Resource & { id: string })[]): Promise<{ written: (string[] | undefined)[]; error?: FhirServerError }> {
+    if (resources.length === 0) return { written: [] };
+    if (resources.length === 1) return { written: [writtenReferences((await this.fhir.update(resources[0] as fhir4.Resource & { id: string })).resource)] };
+    const response = await this.fhir.batch({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: resources.map((resource) => ({ resource, request: { method: 'PUT' as const, url: `${resource.resourceType}/${resource.id}` } })),
+    });
+    let error: FhirServerError | undefined;
+    const written = resources.map((resource, index) => {
+      const entry = response.entry?.[index];
+      const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
+      if (status < 200 || status >= 300) {
+        // 408/429/5xx or no answer: retried with the job; another 4xx will not change.
+        const transient = status === 0 || status === 408 || status === 429 || status >= 500;
+        error ??= new FhirServerError(`FHIR batch: PUT ${resource.resourceType} answered ${entry?.response?.status ?? 'nothing'}`, status, entry?.response?.outcome as fhir4.OperationOutcome | undefined, transient);
+        return undefined;
+      }
+      const fromResource = writtenReferences(entry?.resource);
+      return fromResource.length ? fromResource : writtenReferences({ resourceType: 'Bundle', type: 'batch-response', entry: [entry as fhir4.BundleEntry] } as fhir4.Bundle);
+    });
+    return { written, ...(error ? { error } : {}) };
   }
 }

@@ -7,7 +7,6 @@
  */
 import { DateTime } from 'luxon';
 import type { Redis } from 'ioredis';
-import { randomUUID } from 'node:crypto';
 import {
   buildEnrolment,
   CARE_MANAGER_ROLE,
@@ -24,11 +23,13 @@ import { enrolmentProposalTask, enrolmentProposalTaskId } from '../domain/verdic
 import { evaluateFhirPathCondition } from '../fhir/fhirpath-conditions.js';
 import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
 import { PatientNotFoundError } from '../fhir/patient-record.js';
-import { DECLINE_REASON_SYSTEM, PROGRAM_CODE_SYSTEM } from '../programs/enrolment-schema.js';
+import { DECLINE_REASON_SYSTEM, PROGRAM_CODE_SYSTEM, type PersonalisationOption } from '../programs/enrolment-schema.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import type { EligibilityService } from './eligibility.service.js';
 import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
 import { tokenSearchValue } from '../http/input-guards.js';
+import { localId, localReference } from '../domain/references.js';
+import { proposalLockName, RedisLocks, type Locks } from '../infra/redis-lock.js';
 
 /** A refusal the HTTP layer turns into an OperationOutcome: 409 for conflicts, else 422 (or 404). */
 export class EnrolmentRefused extends Error {
@@ -92,20 +93,28 @@ export class EnrolmentService {
   /** Records where what this service writes comes from (set by the composition root). */
   provenance?: ProvenanceWriter;
 
+  private readonly locks: Locks;
+
   constructor(
     private readonly fhir: FhirServer,
     private readonly catalog: ProgramCatalog,
     private readonly eligibility: EligibilityService,
-    private readonly redis: Redis,
-    private readonly lockPrefix: string,
+    redis: Redis,
+    lockPrefix: string,
     private readonly now: () => Date = () => new Date(),
   ) {
     this.sessionKinds = sessionKindsOf(catalog);
+    this.locks = new RedisLocks(redis, lockPrefix, LOCK_TTL_MS);
   }
 
   /** Programs with enrolment data. */
   get programIds(): string[] {
     return [...this.catalog.programs.values()].filter((p) => p.enrolment).map((p) => p.definition.id);
+  }
+
+  /** The personalisation options `$enroll` takes for a program (from its enrolment.json); undefined for an unknown or screening-only program. */
+  personalisationOptions(programId: string): readonly PersonalisationOption[] | undefined {
+    return this.catalog.programs.get(programId)?.enrolment?.personalisation;
   }
 
   private context(program: LoadedProgram): EnrolmentContext {
@@ -120,20 +129,8 @@ export class EnrolmentService {
   }
 
   /** Serialises enrolments of one program (capacity and duplicates) across every process. */
-  private async withProgramLock<T>(programId: string, work: () => Promise<T>): Promise<T> {
-    const key = `${this.lockPrefix}:lock:enrol:${programId}`;
-    const token = randomUUID();
-    const deadline = Date.now() + 10_000;
-    while ((await this.redis.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
-      if (Date.now() > deadline) throw new FhirServerError('Another enrolment of this program is being written; try again', 503, undefined, true);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    try {
-      return await work();
-    } finally {
-      // Release only our own lock (it may have expired and been taken by another writer).
-      await this.redis.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", 1, key, token);
-    }
+  private withProgramLock<T>(programId: string, work: () => Promise<T>): Promise<T> {
+    return this.locks.withLock(`enrol:${programId}`, work, { busyMessage: 'Another enrolment of this program is being written; try again' });
   }
 
   private async openEpisodes(patientId: string | undefined, programId: string): Promise<(fhir4.EpisodeOfCare & { id: string })[]> {
@@ -150,7 +147,7 @@ export class EnrolmentService {
     if (!episode?.id || !program) {
       throw new EnrolmentRefused(404, [{ rule: 'episode-not-active', code: 'not-found', diagnostics: `No enrolment EpisodeOfCare/${episodeId}` }]);
     }
-    const teamId = /CareTeam\/([^/]+)/.exec(episode.team?.[0]?.reference ?? '')?.[1];
+    const teamId = localId(episode.team?.[0], 'CareTeam', { anyBase: true });
     const patient = episode.patient.reference as string;
     const [careTeam, plans] = await Promise.all([
       teamId ? this.fhir.readIfExists<fhir4.CareTeam>('CareTeam', teamId) : Promise.resolve(undefined),
@@ -233,15 +230,14 @@ export class EnrolmentService {
 
   private async managingOrganization(request: EnrolmentRequest): Promise<string | undefined> {
     const gp = request.careTeam.find((member) => member.role === CARE_MANAGER_ROLE) ?? request.careTeam[0];
-    const roleId = /^PractitionerRole\/([A-Za-z0-9\-.]{1,64})$/.exec(gp?.reference ?? '')?.[1];
+    const roleId = localId(gp?.reference, 'PractitionerRole');
     if (!roleId) return undefined;
     const role = await this.fhir.readIfExists<fhir4.PractitionerRole>('PractitionerRole', roleId);
-    const organization = role?.organization?.reference;
-    return organization && /^Organization\/[A-Za-z0-9\-.]{1,64}$/.test(organization) ? organization : undefined;
+    return localReference(role?.organization, 'Organization')?.key;
   }
 
   private async readConsent(reference: string): Promise<fhir4.Consent | undefined> {
-    const id = /^Consent\/([A-Za-z0-9\-.]{1,64})$/.exec(reference)?.[1];
+    const id = localId(reference, 'Consent');
     if (!id) refuse([{ rule: 'consent-not-found', code: 'invalid', diagnostics: 'consent must be a Consent/{id} reference', field: 'consent' }]);
     return this.fhir.readIfExists<fhir4.Consent>('Consent', id);
   }
@@ -366,7 +362,7 @@ export class EnrolmentService {
    * Encounter is recognised by its identifier and counted once.
    */
   async recordSession(encounter: fhir4.Encounter): Promise<{ encounter: fhir4.Encounter; created: boolean }> {
-    const episodeId = /^EpisodeOfCare\/([A-Za-z0-9\-.]{1,64})$/.exec(encounter.episodeOfCare?.[0]?.reference ?? '')?.[1];
+    const episodeId = localId(encounter.episodeOfCare?.[0], 'EpisodeOfCare');
     if (!episodeId) {
       refuse([{ rule: 'encounter-other-episode', code: 'required', diagnostics: 'A care session names its enrolment: episodeOfCare = EpisodeOfCare/{id}', expression: 'Encounter.episodeOfCare' }]);
     }
@@ -417,18 +413,22 @@ export class EnrolmentService {
     }
     if (reason === 'other' && !text?.trim()) refuse([{ rule: 'decline-text-missing', code: 'required', diagnostics: 'Reason "other" needs a text', field: 'text' }]);
     const taskId = enrolmentProposalTaskId(program, patientId);
-    let task = await this.fhir.readIfExists<fhir4.Task>('Task', taskId);
-    if (!task) {
-      const verdict = await this.eligibility.evaluate(programId, patientId);
-      if (verdict.outcome !== 'eligible') {
-        refuse([{ rule: 'nothing-to-decline', code: 'business-rule', diagnostics: `The patient is ${verdict.outcome} for ${programId}: there is no proposal to decline` }]);
+    // Under the lock a queued evaluation also takes before it creates this Task: otherwise an
+    // evaluation that read "no Task" just before could write it back as `requested`.
+    await this.locks.withLock(proposalLockName(programId, patientId), async () => {
+      let task = await this.fhir.readIfExists<fhir4.Task>('Task', taskId);
+      if (!task) {
+        const verdict = await this.eligibility.evaluate(programId, patientId);
+        if (verdict.outcome !== 'eligible') {
+          refuse([{ rule: 'nothing-to-decline', code: 'business-rule', diagnostics: `The patient is ${verdict.outcome} for ${programId}: there is no proposal to decline` }]);
+        }
+        task = enrolmentProposalTask(verdict, program, patientId, { id: taskId, authoredOn: this.now().toISOString() });
       }
-      task = enrolmentProposalTask(verdict, program, patientId, { id: taskId, authoredOn: this.now().toISOString() });
-    }
-    const statusReason: fhir4.CodeableConcept = { coding: [{ system: DECLINE_REASON_SYSTEM, code: reason }], ...(text?.trim() ? { text: text.trim() } : {}) };
-    if (task.status === 'rejected' && JSON.stringify(task.statusReason) === JSON.stringify(statusReason)) return `Task/${taskId}`;
-    const declined = { ...task, id: taskId, status: 'rejected' as const, statusReason, lastModified: this.now().toISOString() };
-    await this.write([declined]);
+      const statusReason: fhir4.CodeableConcept = { coding: [{ system: DECLINE_REASON_SYSTEM, code: reason }], ...(text?.trim() ? { text: text.trim() } : {}) };
+      if (task.status === 'rejected' && JSON.stringify(task.statusReason) === JSON.stringify(statusReason)) return;
+      const declined = { ...task, id: taskId, status: 'rejected' as const, statusReason, lastModified: this.now().toISOString() };
+      await this.write([declined]);
+    });
     return `Task/${taskId}`;
   }
 
