@@ -17,6 +17,7 @@ import { CARE_TEAM_ROLE_SYSTEM } from '../programs/enrolment-schema.js';
 import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { BillingIssue, DueClaim } from '../domain/billing/types.js';
 import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../domain/ids.js';
+import { localId, localReference } from '../domain/references.js';
 import type { CalendarDate } from '../domain/types.js';
 import { TASK_CODE_SYSTEM } from '../domain/verdict-fhir.js';
 import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
@@ -46,8 +47,6 @@ export interface GenerationResult {
 }
 
 const ref = (resource: fhir4.Resource): string => `${resource.resourceType}/${resource.id}`;
-const localId = (reference: string | undefined, type: string): string | undefined =>
-  reference ? new RegExp(`^${type}/([A-Za-z0-9\\-.]{1,64})$`).exec(reference)?.[1] : undefined;
 
 export class BillingService implements ClaimsHandler {
   /** Records where what this service writes comes from (set by the composition root). */
@@ -123,9 +122,12 @@ export class BillingService implements ClaimsHandler {
   private async build(program: LoadedProgram, due: DueClaim, coverages: fhir4.Coverage[]): Promise<{ ok: true; claim: fhir4.Claim } | { ok: false; issues: BillingIssue[] }> {
     const coverage = coverages[0];
     const payorReference = coverage?.payor?.[0]?.reference;
-    const payor = localId(payorReference, 'Organization') ? await this.fhir.readIfExists<fhir4.Organization>('Organization', localId(payorReference, 'Organization') as string) : undefined;
-    const payeeType = due.payee.reference.split('/')[0] as string;
-    let payee = await this.fhir.readIfExists<fhir4.Resource>(payeeType, due.payee.reference.split('/')[1] as string);
+    const payorId = localId(payorReference, 'Organization');
+    const payeeKey = localReference(due.payee.reference);
+    // Payor and payee in one round trip.
+    const [payorRead, payeeRead] = await this.readMany([payorId ? { type: 'Organization', id: payorId } : undefined, payeeKey]);
+    const payor = payorRead as fhir4.Organization | undefined;
+    let payee = payeeRead;
     // A professional's identifier the insurer needs (RPPS) sits on the Practitioner behind a role.
     const practitionerId = payee?.resourceType === 'PractitionerRole' ? localId((payee as fhir4.PractitionerRole).practitioner?.reference, 'Practitioner') : undefined;
     if (practitionerId) payee = (await this.fhir.readIfExists<fhir4.Practitioner>('Practitioner', practitionerId)) ?? payee;
@@ -253,9 +255,37 @@ export class BillingService implements ClaimsHandler {
 
   private async referencedResources(claim: fhir4.Claim): Promise<fhir4.Resource[]> {
     const references = [claim.patient?.reference, claim.insurer?.reference, claim.provider?.reference, claim.payee?.party?.reference, ...(claim.insurance ?? []).map((i) => i.coverage.reference)];
-    const unique = [...new Set(references.filter((r): r is string => typeof r === 'string' && /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(r)))];
-    const read = await Promise.all(unique.map((reference) => this.fhir.readIfExists<fhir4.Resource>(reference.split('/')[0] as string, reference.split('/')[1] as string)));
-    return read.filter((resource): resource is fhir4.Resource => resource !== undefined);
+    const unique = new Map(references.flatMap((r) => localReference(r) ?? []).map((key) => [key.key, key]));
+    return (await this.readMany([...unique.values()])).filter((resource): resource is fhir4.Resource => resource !== undefined);
+  }
+
+  /**
+   * Reads resources in one round trip (a batch of reads when more than one): each one, or
+   * undefined when absent (404/410) or not asked; another failure keeps its transient class.
+   */
+  private async readMany(keys: readonly ({ type: string; id: string } | undefined)[]): Promise<(fhir4.Resource | undefined)[]> {
+    const asked = keys.filter((key): key is { type: string; id: string } => key !== undefined);
+    if (asked.length <= 1) {
+      const [only] = asked;
+      const read = only ? await this.fhir.readIfExists<fhir4.Resource>(only.type, only.id) : undefined;
+      return keys.map((key) => (key ? read : undefined));
+    }
+    const response = await this.fhir.batch({
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: asked.map((key) => ({ request: { method: 'GET' as const, url: `${key.type}/${key.id}` } })),
+    });
+    const read = asked.map((_key, index) => {
+      const entry = response.entry?.[index];
+      const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
+      if (status === 404 || status === 410) return undefined;
+      if (status < 200 || status >= 300 || !entry?.resource) {
+        throw new FhirServerError(`FHIR batch: a read answered ${entry?.response?.status ?? 'nothing'}`, status, undefined, status === 0 || status === 408 || status === 429 || status >= 500);
+      }
+      return entry.resource;
+    });
+    let next = 0;
+    return keys.map((key) => (key ? read[next++] : undefined));
   }
 
   async submit(claimId: string): Promise<'final' | 'queued' | 'no-gateway'> {

@@ -19,6 +19,15 @@ import {
 // The pure Bundle builder lives with the contract; re-exported for callers that import the adapter.
 export { submissionBundle } from './insurer-gateway.port.js';
 
+/**
+ * The gateway is unavailable rather than refusing this one request: no answer (connection
+ * refused, network error, timeout), 429, 503 or 504. The claims queue then pauses as a whole
+ * (every claim would meet the same outage) instead of retrying claim by claim.
+ */
+export function isGatewayUnavailable(error: unknown): error is GatewayError {
+  return error instanceof GatewayError && error.transient && [0, 429, 503, 504].includes(error.status);
+}
+
 export interface InsurerGatewayOptions {
   /** `GATEWAY_BASE_URL`: `{baseUrl}/Claim/$submit`, `{baseUrl}/ClaimResponse?...`. */
   baseUrl: string;

@@ -29,6 +29,8 @@ export class OperationOutcomeError extends Error {
   constructor(
     readonly status: number,
     readonly outcome: fhir4.OperationOutcome,
+    /** Sent as `Retry-After` (seconds) when set: the request can be sent again then. */
+    readonly retryAfterSeconds?: number,
   ) {
     super(outcome.issue.map((issue) => issue.diagnostics ?? issue.code).join('; '));
   }
@@ -44,7 +46,9 @@ export const conflict = fail(409, 'conflict');
 export const tooLarge = fail(413, 'too-costly');
 export const unsupportedMediaType = fail(415, 'not-supported');
 export const unprocessable = fail(422, 'business-rule');
-export const dependencyDown = fail(503, 'transient');
+/** 503: a service we depend on is unavailable; the caller sends the same request again after `Retry-After`. */
+export const dependencyDown = (diagnostics: string, retryAfterSeconds = 5): OperationOutcomeError =>
+  new OperationOutcomeError(503, operationOutcome([{ code: 'transient', diagnostics }]), retryAfterSeconds);
 
 export function allOk(diagnostics: string): fhir4.OperationOutcome {
   return operationOutcome([{ severity: 'information', code: 'informational', diagnostics }]);

@@ -16,6 +16,14 @@ export interface Metrics {
   watchQueues(queues: Queue[]): void;
 }
 
+/**
+ * Milliseconds left of a manual rate limit (`queue.rateLimit`, which stores MAX_SAFE_INTEGER as
+ * the count): asking with that count ignores an ordinary limiter's counting. <= 0 when none.
+ */
+async function pausedMs(queue: Queue): Promise<number> {
+  return queue.getRateLimitTtl(Number.MAX_SAFE_INTEGER);
+}
+
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -30,6 +38,24 @@ export function createMetrics(): Metrics {
         const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children');
         for (const [state, count] of Object.entries(counts)) this.set({ queue: queue.name, state }, count);
       }
+    },
+  });
+  new Gauge({
+    name: 'forfait_queue_paused_seconds',
+    help: 'Seconds left of a queue-wide pause (claims: the insurer gateway is unavailable); 0 when running',
+    labelNames: ['queue'],
+    registers: [registry],
+    async collect() {
+      for (const queue of queues) this.set({ queue: queue.name }, Math.max(0, await pausedMs(queue)) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'forfait_gateway_paused',
+    help: '1 while claim submissions are paused because the insurer gateway is unavailable, else 0 (the backlog: forfait_queue_jobs{queue="claims",state="waiting"})',
+    registers: [registry],
+    async collect() {
+      const claims = queues.find((queue) => queue.name === 'claims');
+      this.set(claims && (await pausedMs(claims)) > 0 ? 1 : 0);
     },
   });
   return {

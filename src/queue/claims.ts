@@ -7,13 +7,18 @@
  *   missed event is caught up.
  * - `submit` (one claim): before any (re)submission the gateway is asked whether it already
  *   knows the claim's identifier, so a gateway that accepted and then timed out does not get
- *   it twice. Transient failures (down, slow, 429, 5xx) are retried with backoff for
- *   `GATEWAY_RETRY_HOURS`, honouring Retry-After; a 4xx that will not change fails at once
- *   (UnrecoverableError) with the gateway's OperationOutcome kept on the submission Task.
+ *   it twice. A gateway unavailable (no answer, timeout, 429, 503, 504) pauses the whole queue
+ *   (BullMQ manual rate limit; the job goes back to the head of the wait list without using an
+ *   attempt), for Retry-After or 30 s doubling to 30 min, so the backlog drains in the order it
+ *   fell due; a claim that has waited longer than `GATEWAY_RETRY_HOURS` then fails. Other
+ *   transient failures (500, an invalid answer, the FHIR server) are retried per job with
+ *   backoff; a 4xx that will not change fails at once (UnrecoverableError). A failed claim keeps
+ *   the gateway's OperationOutcome on its submission Task.
  * - `poll` (a `queued` claim): asks again later until the answer is final.
  */
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
+import { isGatewayUnavailable } from '../gateway/insurer-gateway.adapter.js';
 import type { RedisSettings } from '../service.js';
 
 export const CLAIMS_QUEUE = 'claims';
@@ -44,6 +49,13 @@ interface WaitHint {
 const FIRST_DELAY_MS = 30_000;
 const MAX_DELAY_MS = 30 * 60_000;
 const POLL_DELAY_MS = 10 * 60_000;
+/** The longest Retry-After honoured (a gateway asking for more is waited for this long). */
+const MAX_RETRY_AFTER_MS = 6 * 3_600_000;
+/**
+ * A limiter that never throttles (a million jobs a second): BullMQ honours a manual rate limit
+ * (`queue.rateLimit`) only for a worker that has one.
+ */
+const NO_THROTTLE = { max: 1_000_000, duration: 1_000 };
 
 /** Exponential from 30 s, capped at 30 min, jittered: a delay for attempt n (1-based). */
 export function backoffDelay(attempt: number, random: () => number = Math.random): number {
@@ -95,6 +107,26 @@ export async function startClaims(deps: {
     await queue.add('generate', { kind: 'generate', episodeId, ...(asOf ? { asOf } : {}) }, { jobId: `generate.${episodeId}.${asOf ?? 'today'}.${Date.now()}`, attempts: 10, backoff: { type: 'custom' }, ...keep });
   };
 
+  // While the gateway is unavailable the whole queue pauses (a rate limit kept in Redis, shared
+  // by every worker process), so the backlog is taken again in the order it fell due. The pause
+  // grows like a claim's backoff (30 s doubling to 30 min, without jitter), or lasts Retry-After.
+  let outageStep = 0;
+  let pausedUntil = 0;
+  const pauseSubmissions = async (retryAfterMs: number | undefined): Promise<number> => {
+    const now = Date.now();
+    const asked = Math.min(retryAfterMs ?? 0, MAX_RETRY_AFTER_MS);
+    if (pausedUntil <= now) {
+      // A new pause; the claims that were running alongside this one extend it, never step it again.
+      outageStep += 1;
+      pausedUntil = now + Math.max(backoffDelay(outageStep, () => 0.5), asked);
+    } else {
+      pausedUntil = Math.max(pausedUntil, now + asked);
+    }
+    const pauseMs = Math.max(1, pausedUntil - now);
+    await queue.rateLimit(pauseMs);
+    return pauseMs;
+  };
+
   let worker: Worker<ClaimsJobData> | undefined;
   if (deps.runWorker) {
     worker = new Worker<ClaimsJobData>(
@@ -108,12 +140,25 @@ export async function startClaims(deps: {
         }
         try {
           const state = data.kind === 'submit' ? await deps.handler.submit(data.claimId) : await deps.handler.poll(data.claimId);
+          // The gateway answered: the next outage starts a new pause from its first step.
+          outageStep = 0;
+          pausedUntil = 0;
           if (state === 'queued') {
             await queue.add('poll', { kind: 'poll', claimId: data.claimId }, { jobId: `poll.${data.claimId}.${Date.now()}`, delay: POLL_DELAY_MS, attempts: submitAttempts, backoff: { type: 'custom' }, ...keep });
           }
           return { state };
         } catch (error) {
           const hint = error as WaitHint & Error;
+          if (isGatewayUnavailable(error)) {
+            // Back to the head of the wait list, no attempt used; the limit is how long the claim has waited.
+            if (Date.now() - job.timestamp < deps.retryHours * 3_600_000) {
+              const pauseMs = await pauseSubmissions(error.retryAfterMs);
+              deps.log.warn({ jobId: job.id, pauseMs, err: { message: error.message } }, 'insurer gateway unavailable: claims queue paused');
+              throw Worker.RateLimitError();
+            }
+            await deps.handler.recordFailure(data.claimId, error);
+            throw new UnrecoverableError(`${error.message}; gave up after GATEWAY_RETRY_HOURS (${deps.retryHours} h)`);
+          }
           const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
           if (hint.transient === false || error instanceof UnrecoverableError || last) {
             await deps.handler.recordFailure(data.claimId, hint);
@@ -126,10 +171,13 @@ export async function startClaims(deps: {
         connection: deps.connection,
         prefix: deps.prefix,
         concurrency: 4,
+        limiter: NO_THROTTLE,
+        // While paused, look at the shared limit every second: lifting it (queue.removeRateLimitKey) resumes at once.
+        maximumRateLimitDelay: 1_000,
         settings: {
           // Honour Retry-After when the gateway gives one; never retry sooner than the backoff.
           backoffStrategy: (attemptsMade: number, _type?: string, error?: Error) =>
-            Math.max(backoffDelay(attemptsMade), Math.min((error as WaitHint | undefined)?.retryAfterMs ?? 0, 6 * 3_600_000)),
+            Math.max(backoffDelay(attemptsMade), Math.min((error as WaitHint | undefined)?.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS)),
         },
       },
     );

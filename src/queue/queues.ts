@@ -33,6 +33,8 @@ export interface ScreeningJobData {
   patientIds?: string[];
   /** Only this centre's patients (the asking client's centre, `system|value`). */
   centre?: string;
+  /** A screening of FHIR Bulk Data NDJSON (file paths or URLs, or an `$export` to start): no per-patient jobs. */
+  bulk?: { inputs?: { type?: string; url: string }[]; source?: 'export'; request: string };
 }
 
 /**
@@ -58,6 +60,19 @@ export interface Queues {
   evaluation: Queue<EvaluationJobData, EvaluationJobResult>;
   screening: Queue<ScreeningJobData>;
   close(): Promise<void>;
+}
+
+/** How long the producer side waits for one Redis command before giving up. */
+export const PRODUCER_COMMAND_TIMEOUT_MS = 5_000;
+
+/**
+ * Connection options for the producer side only (the Queue objects the API adds evaluations
+ * with): fail fast while Redis is unreachable (no offline queue, a command timeout, one retry)
+ * instead of waiting for it, so a push is answered 503 + Retry-After within seconds and the EHR
+ * sends it again. Never for a Worker: it blocks on Redis and must wait (`maxRetriesPerRequest: null`).
+ */
+export function producerConnection<T extends { host: string; port: number }>(connection: T): Omit<T, 'maxRetriesPerRequest'> & { enableOfflineQueue: false; commandTimeout: number; maxRetriesPerRequest: number } {
+  return { ...connection, enableOfflineQueue: false, commandTimeout: PRODUCER_COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1 };
 }
 
 export function createQueues(connection: ConnectionOptions, prefix: string, onError: (error: Error) => void): Queues {

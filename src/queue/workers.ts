@@ -21,6 +21,7 @@ import {
   type ScreeningJobData,
 } from './queues.js';
 import type { ScreeningStore } from './screening-store.js';
+import { BulkInputError, type BulkScreening } from '../app/bulk-screening.js';
 
 export interface WorkerDeps {
   connection: ConnectionOptions;
@@ -34,6 +35,15 @@ export interface WorkerDeps {
   screenings: ScreeningStore;
   metrics: Metrics;
   log: Logger;
+  /** Bulk Data screening (absent: bulk `$screen` jobs fail). */
+  bulk?: BulkScreening;
+}
+
+/** The OperationOutcome of a failed evaluation: the FHIR server's own when it sent one. */
+export function failureOutcome(error: unknown, classified: Error): fhir4.OperationOutcome {
+  if (error instanceof FhirServerError && error.outcome) return error.outcome;
+  const code = error instanceof PatientNotFoundError ? 'not-found' : classified instanceof UnrecoverableError ? 'processing' : 'transient';
+  return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, diagnostics: classified.message }] };
 }
 
 /** Permanent errors fail the job at once; anything else is retried with backoff. */
@@ -67,6 +77,8 @@ export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
         if (lastAttempt) {
           metrics.evaluations.inc({ program: programId, outcome: 'error' });
           if (screenId) await deps.screenings.recordOutcome(screenId, patientId, 'error');
+          // Kept with the failed job (job log, shown by /admin/queues): why, as an OperationOutcome.
+          await job.log(JSON.stringify(failureOutcome(error, classified))).catch(() => undefined);
         }
         // Server ids and error classes only: no patient data in logs.
         log.warn({ jobId: job.id, err: { name: classified.name, message: classified.message }, lastAttempt }, 'evaluation failed');
@@ -80,6 +92,7 @@ export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
     SCREENING_QUEUE,
     async (job) => {
       const { screenId, programId, asOf } = job.data;
+      if (job.data.bulk) return runBulkScreeningJob(deps, job);
       try {
         await deps.screenings.setState(screenId, 'listing');
         const patientIds = job.data.patientIds ?? (await listPatientsInCentres(deps, programId, job.data.centre));
@@ -117,6 +130,35 @@ export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
       await Promise.all([evaluation.close(), screening.close()]);
     },
   };
+}
+
+/**
+ * The bulk `$screen` job: streams the NDJSON through the pure rules (src/app/bulk-screening.ts),
+ * keeps progress counts in the screening store, and the result (file names, counts) for the
+ * manifest. An input refused (BulkInputError) fails at once; anything else is retried (a re-run
+ * starts again from the inputs: outputs are rewritten, Tasks are never duplicated).
+ */
+export async function runBulkScreeningJob(deps: Pick<WorkerDeps, 'bulk' | 'screenings' | 'log'>, job: Pick<Job<ScreeningJobData>, 'data' | 'attemptsMade' | 'opts'>): Promise<{ total: number }> {
+  const { screenId, programId, asOf, centre, bulk } = job.data;
+  try {
+    if (!deps.bulk || !bulk) throw new UnrecoverableError('bulk screening is not configured in this worker');
+    await deps.screenings.setState(screenId, 'running');
+    const result = await deps.bulk.run(
+      { screenId, programId, asOf, ...(centre ? { centre } : {}), ...(bulk.inputs ? { inputs: bulk.inputs } : {}), ...(bulk.source ? { source: bulk.source } : {}) },
+      (progress) => deps.screenings.setBulkProgress(screenId, progress),
+    );
+    await deps.screenings.completeBulk(screenId, { ...result, request: bulk.request, counts: { ...result.counts } });
+    deps.log.info({ screenId, patients: result.patients, resources: result.resources, counts: result.counts, tasksWritten: result.tasksWritten }, 'bulk screening completed');
+    return { total: result.patients };
+  } catch (error) {
+    const refused = error instanceof BulkInputError || error instanceof UnknownProgramError;
+    const classified = refused ? new UnrecoverableError((error as Error).message) : classify(error);
+    if (classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+      await deps.screenings.setState(screenId, 'failed', { error: classified.message });
+    }
+    deps.log.warn({ screenId, err: { name: classified.name, message: classified.message } }, 'bulk screening failed');
+    throw classified;
+  }
 }
 
 /** Every patient whose GP (Practitioner, PractitionerRole or Organization) is in a participating centre. */

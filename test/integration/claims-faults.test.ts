@@ -3,7 +3,8 @@
  * gateway (test/fixtures/insurer-gateway.ts) received: re-sent events, two worker processes, a
  * gateway answering 503/429, down then up, accepting then timing out, refusing with a 4xx, and
  * answering `error` or `queued`. The service runs with a 1 s gateway timeout; retries wait a
- * backoff of 30 s and more, so the tests promote the delayed BullMQ job instead of waiting.
+ * pause of the claims queue (30 s and more) while the gateway is unavailable, or a backoff of
+ * 30 s and more otherwise, so the tests lift the pause (or promote the delayed job) instead of waiting.
  *
  * Each patient here is a REDIAB patient enrolled on 2004-06-01 with a GP only: exactly one
  * forfait falls due (FEID, 178.36 EUR to the GP; the first follow-up year would start on
@@ -11,7 +12,7 @@
  * service on its own at enrolment. (FNMF claims cannot be generated at all: see the bug in
  * claims.test.ts, "enrolment records the centre as the managing organization".)
  */
-import type { Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   amount,
@@ -25,7 +26,6 @@ import {
   gatewayEnv,
   jobIn,
   keyOf,
-  promoteWhenDelayed,
   seedAssociation,
   seedRediabPatient2002,
   stripPractitionerIdentifiers,
@@ -205,7 +205,22 @@ describe('two worker processes', () => {
 });
 
 describe('transient gateway failures', () => {
-  it('503, then 429 with Retry-After, then OK: retried with backoff, completed, processed once (the refused attempts were never processed)', async () => {
+  /** The pause of the whole claims queue (ms left), set when a submission finds the gateway unavailable. */
+  const pausedMs = (): Promise<number> => queue.getRateLimitTtl(Number.MAX_SAFE_INTEGER);
+  /** The job was started, found the gateway unavailable and went back to the line, no attempt used, the queue paused. */
+  async function pausedWaiting(jobId: string, started: number): Promise<Job> {
+    return eventually(async () => {
+      const job = await queue.getJob(jobId);
+      if (!job || (await job.getState()) !== 'waiting' || job.attemptsStarted < started) return undefined;
+      return (await pausedMs()) > 0 ? job : undefined;
+    });
+  }
+  /** Lifts the pause now (as an operator could), instead of waiting 30 s and more. */
+  const lift = async (): Promise<void> => {
+    await queue.removeRateLimitKey();
+  };
+
+  it('503, then 429 with Retry-After, then OK: the queue pauses (Retry-After honoured), then completes; processed once (the refused attempts were never processed)', async () => {
     const patient = await seedPatient('transient-503');
     const unique = gateway.uniqueClaims();
     gateway.failNext(1, 503, undefined, 'submit');
@@ -215,35 +230,33 @@ describe('transient gateway failures', () => {
     const key = keyOf(claim);
     const jobId = submitJobId(claim.id as string);
 
-    // First attempt refused with 503: the job waits for its retry, the claim is kept, the Task says so.
-    const first = await jobIn(queue, jobId, ['delayed']);
-    expect(first.attemptsMade).toBe(1);
+    // First attempt refused with 503: the queue pauses, the job waits at the head of the line
+    // (no attempt used), the claim is kept, the Task says so.
+    const first = await pausedWaiting(jobId, 1);
+    expect(first.attemptsMade).toBe(0);
+    expect((await queue.getDelayed()).map((job) => job.id)).not.toContain(jobId);
     expect((await submissionTask(t, claim.id as string))?.status).toBe('in-progress');
     expect(await claimResponsesOf(t, claim.id as string)).toHaveLength(0);
-    await first.promote();
+    await lift();
 
-    // Second attempt refused with 429 and Retry-After: 3600: the retry is not sooner than that.
-    const second = await eventually(async () => {
-      const job = await queue.getJob(jobId);
-      return job && job.attemptsMade === 2 && (await job.getState()) === 'delayed' ? job : undefined;
-    });
-    const score = await t.redis.zscore(`${t.prefix}:claims:delayed`, jobId);
-    expect(score, 'the job is in the delayed set').not.toBeNull();
-    const runAt = Math.floor(Number(score) / 0x1000);
-    expect(runAt - (second.processedOn ?? second.timestamp)).toBeGreaterThanOrEqual(3_600_000 - 1_000);
-    await second.promote();
+    // Second attempt refused with 429 and Retry-After: 3600: the pause is not shorter than that.
+    const second = await pausedWaiting(jobId, 2);
+    expect(second.attemptsMade).toBe(0);
+    expect(await pausedMs()).toBeGreaterThan(3_600_000 - 60_000);
+    await lift();
 
     await jobIn(queue, jobId, ['completed']);
     await quiet();
     expect(submitAnswers(key)).toEqual([503, 429, 200]);
     expect(gateway.submissionsOf(key)).toBe(3);
     expect(gateway.uniqueClaims()).toBe(unique + 1);
+    expect(await pausedMs()).toBeLessThanOrEqual(0);
     await expectComplete(claim);
     ledger.claims += 1;
     ledger.complete += 1;
   });
 
-  it('gateway down, then up: the backlog drains, every claim submitted once', async () => {
+  it('gateway down, then up: the queue pauses, the backlog waits in line and drains, every claim submitted once', async () => {
     const patients = await Promise.all([0, 1, 2].map((n) => seedPatient(`down-${n}`)));
     const unique = gateway.uniqueClaims();
     await gateway.down('refuse');
@@ -251,23 +264,35 @@ describe('transient gateway failures', () => {
     try {
       for (const patient of patients) {
         await enrolPatient(patient);
-        claims.push(await theClaim(patient.patientId));
+        // Generation shares the paused queue: lift the pause until the claim is written.
+        claims.push(
+          await eventually(async () => {
+            await lift();
+            const found = await search<fhir4.Claim>(t, 'Claim', { patient: `Patient/${patient.patientId}` });
+            return found.length ? theClaim(patient.patientId) : undefined;
+          }),
+        );
       }
-      // Each submission fails, is retried (promoted now), fails again: nothing is lost meanwhile.
-      for (const claim of claims) expect(await promoteWhenDelayed(queue, submitJobId(claim.id as string))).toBe(1);
+      // Each submission is tried, finds the gateway down, and waits in line, the queue paused;
+      // lifted again while still down, it fails again: nothing is lost meanwhile, no attempt used.
       for (const claim of claims) {
-        const job = await eventually(async () => {
-          const found = await queue.getJob(submitJobId(claim.id as string));
-          return found && found.attemptsMade === 2 && (await found.getState()) === 'delayed' ? found : undefined;
+        const jobId = submitJobId(claim.id as string);
+        await eventually(async () => {
+          const job = await queue.getJob(jobId);
+          if (job && job.attemptsStarted >= 1) return true;
+          await lift();
+          return undefined;
         });
-        expect(job.attemptsMade).toBe(2);
+        const job = await pausedWaiting(jobId, 1);
+        expect(job.attemptsMade).toBe(0);
         expect(await claimResponsesOf(t, claim.id as string)).toHaveLength(0);
         expect(await search(t, 'Claim', { _id: claim.id as string })).toHaveLength(1);
       }
+      expect((await queue.getJobCounts('failed', 'delayed')).failed).toBe(0);
     } finally {
       await gateway.up();
     }
-    for (const claim of claims) await (await queue.getJob(submitJobId(claim.id as string)))?.promote();
+    await lift();
     await quiet();
     for (const claim of claims) {
       expect(gateway.submissionsOf(keyOf(claim))).toBe(1);
@@ -278,7 +303,7 @@ describe('transient gateway failures', () => {
     ledger.complete += 3;
   });
 
-  it('accepted, then timed out: the next attempt asks the status first and does not resubmit', async () => {
+  it('accepted, then timed out: the queue pauses; the next attempt asks the status first and does not resubmit', async () => {
     const patient = await seedPatient('accept-timeout');
     const unique = gateway.uniqueClaims();
     gateway.acceptThenTimeout(3_000, 1);
@@ -287,15 +312,15 @@ describe('transient gateway failures', () => {
     const key = keyOf(claim);
     const jobId = submitJobId(claim.id as string);
 
-    const delayed = await jobIn(queue, jobId, ['delayed']);
-    expect(delayed.failedReason).toMatch(/timed out/);
+    const waiting = await pausedWaiting(jobId, 1);
+    expect(waiting.attemptsMade).toBe(0);
     await gateway.settled();
     // The gateway has the claim; the adapter does not know it yet.
     expect(gateway.claims.has(key)).toBe(true);
     expect(submitAnswers(key)).toEqual(['dropped']);
     expect(await claimResponsesOf(t, claim.id as string)).toHaveLength(0);
 
-    await delayed.promote();
+    await lift();
     await jobIn(queue, jobId, ['completed']);
     await quiet();
     expect(gateway.submissionsOf(key)).toBe(1);
@@ -305,6 +330,33 @@ describe('transient gateway failures', () => {
     await expectComplete(claim);
     ledger.claims += 1;
     ledger.complete += 1;
+  });
+  it('a claim that has waited longer than GATEWAY_RETRY_HOURS (48 h) when the gateway is still unavailable fails with its OperationOutcome, and does not pause the queue', async () => {
+    const patient = await seedPatient('too-old');
+    gateway.failNext(2, 503, undefined, 'submit');
+    await enrolPatient(patient);
+    const claim = await theClaim(patient.patientId);
+    const key = keyOf(claim);
+    const jobId = submitJobId(claim.id as string);
+
+    // Under the limit: the queue pauses and the claim waits.
+    await pausedWaiting(jobId, 1);
+    // The claim fell due 48 h and a minute ago (BullMQ keeps when the job was added in its hash).
+    await t.redis.hset(`${t.prefix}:claims:${jobId}`, 'timestamp', String(Date.now() - (48 * 60 + 1) * 60_000));
+    await lift();
+
+    const job = await jobIn(queue, jobId, ['failed']);
+    expect(job.failedReason).toContain('GATEWAY_RETRY_HOURS');
+    expect(job.failedReason).toContain('HTTP 503');
+    const task = await taskWithStatus(t, claim.id as string, 'failed');
+    const contained = task.contained?.find((r) => r.resourceType === 'OperationOutcome') as fhir4.OperationOutcome | undefined;
+    expect(contained?.issue?.length).toBeGreaterThan(0);
+    expect(task.output?.map((o) => o.valueReference?.reference)).toContain(`#${contained?.id}`);
+    expect(await pausedMs()).toBeLessThanOrEqual(0);
+    await quiet();
+    expect(submitAnswers(key)).toEqual([503, 503]);
+    expect(await claimResponsesOf(t, claim.id as string)).toHaveLength(0);
+    ledger.claims += 1;
   });
 });
 
@@ -413,7 +465,7 @@ describe('$budget after the scenario', () => {
       accepted: times(ledger.complete, FEID_GP),
       paid: times(ledger.complete, FEID_GP),
     });
-    expect([report.claimed, report.accepted]).toEqual(['2853.76', '2497.04']);
+    expect([report.claimed, report.accepted]).toEqual(['3032.12', '2497.04']);
     expect(report.budget).toBeUndefined();
     expect(report.forfaits).toEqual([{ code: 'FEID', claims: ledger.claims, claimed: report.claimed, accepted: report.accepted, paid: report.paid }]);
   });
