@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { EligibilityService } from './app/eligibility.service.js';
 import { EnrolmentService } from './app/enrolment.service.js';
 import { IngestionService } from './app/ingestion.service.js';
-import { authConfigured, type Config } from './config/config.js';
+import { authConfigured, rateLimitPerMinute, type Config } from './config/config.js';
 import { createAuthenticator, parseCentreMap, type Authenticator } from './http/auth.js';
 import { CentreAccess } from './app/centre-access.js';
 import { startAudit } from './queue/audit.js';
@@ -27,13 +27,18 @@ import { checkMaxmemoryPolicy, ensureRedis, type EnsuredRedis } from './infra/lo
 import { createMetrics } from './infra/metrics.js';
 import { loadProgramCatalog } from './programs/load-programs.js';
 import { initValidation } from './fhir/validation.js';
-import { createQueues } from './queue/queues.js';
+import { createQueues, producerConnection } from './queue/queues.js';
 import { ScreeningStore } from './queue/screening-store.js';
+import { BulkScreening } from './app/bulk-screening.js';
+import os from 'node:os';
+import path from 'node:path';
 import { startWorkers } from './queue/workers.js';
 import { startLifecycle } from './queue/lifecycle.js';
 import { startClaims } from './queue/claims.js';
 import { BillingService } from './app/billing.service.js';
 import { HttpInsurerGateway } from './gateway/insurer-gateway.adapter.js';
+import { loadMeasures, ReportsService } from './app/reports.service.js';
+import { RedisLocks } from './infra/redis-lock.js';
 
 export interface RunningService {
   /** Adapter base URL (http://host:port), when the role serves HTTP. */
@@ -93,6 +98,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
     ...(config.PROGRAMS ? { programIds: config.PROGRAMS.split(',').map((id) => id.trim()).filter(Boolean) } : {}),
   });
   log.info({ programs: [...catalog.programs.keys()], siteDir: config.SITE_DIR ?? null }, 'program data loaded');
+  // Indicator Measures (issue #5): a bad file stops start-up, naming the file and the field.
+  const measures = loadMeasures(catalog, config.PROFILES_DIR, config.SITE_DIR);
   // R4 definitions and our profiles (about a second): paid at start-up, not by the first request.
   const profiles = initValidation({ profilesDir: config.PROFILES_DIR });
   log.info({ profiles: profiles.length }, 'profiles loaded');
@@ -168,13 +175,14 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS, ...(fhirTokens ? { tokenProvider: fhirTokens } : {}) });
     const directoryGenerationKey = `${config.QUEUE_PREFIX}:centre-directory:generation`;
     const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS, () => redis.get(directoryGenerationKey));
-    const eligibility = new EligibilityService(fhir, catalog, directory);
+    const eligibility = new EligibilityService(fhir, catalog, directory, new RedisLocks(redis, config.QUEUE_PREFIX));
     const enrolment = new EnrolmentService(fhir, catalog, eligibility, redis, config.QUEUE_PREFIX);
     const ingestion = new IngestionService(fhir, catalog, async () => {
       await redis.incr(directoryGenerationKey);
     });
     const metrics = createMetrics();
-    const queues = createQueues(redisOptions, config.QUEUE_PREFIX, (error) => log.error({ err: { message: error.message } }, 'queue error'));
+    // Producer connection: a push fails fast (503, sent again) while Redis is down; workers keep redisOptions.
+    const queues = createQueues(producerConnection(redisOptions), config.QUEUE_PREFIX, (error) => log.error({ err: { message: error.message } }, 'queue error'));
     cleanups.push(() => queues.close());
     const lifecycle = await startLifecycle({
       connection: redisOptions,
@@ -244,6 +252,17 @@ export async function startService(config: Config, log: Logger): Promise<Running
     billing.provenance = provenance;
     metrics.watchQueues([queues.evaluation, queues.screening, lifecycle.queue, claims.queue, audit.queue]);
     const screenings = new ScreeningStore(redis, config.QUEUE_PREFIX);
+    const bulk = new BulkScreening({
+      fhir,
+      catalog,
+      directory,
+      redis,
+      prefix: config.QUEUE_PREFIX,
+      ...(config.BULK_INPUT_DIR ? { inputDir: config.BULK_INPUT_DIR } : {}),
+      outputDir: config.BULK_OUTPUT_DIR ?? path.join(os.tmpdir(), 'forfait-fhir-bulk'),
+      log,
+      ...(fhirTokens ? { accessToken: () => fhirTokens.token() } : {}),
+    });
 
     if (config.ROLE !== 'api') {
       const workers = startWorkers({
@@ -258,6 +277,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         screenings,
         metrics,
         log,
+        bulk,
       });
       cleanups.push(() => workers.close());
       log.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started');
@@ -266,6 +286,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
     let url: string | undefined;
     if (config.ROLE !== 'worker') {
       const app = createApp({
+        publicBaseUrl: () => config.PUBLIC_BASE_URL ?? url ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.PORT}`,
+        rateLimit: { perMinute: rateLimitPerMinute(config), prefix: config.QUEUE_PREFIX },
         fhir,
         redis,
         queues,
@@ -284,6 +306,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
         billing,
         enqueueSubmissions: claims.enqueueSubmissions,
         centreAccess: new CentreAccess(fhir, catalog, directory),
+        bulk,
+        reports: new ReportsService(fhir, catalog, directory, measures),
         ...(authenticator ? { authenticator } : {}),
       });
       const server = http.createServer(app);

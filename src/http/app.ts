@@ -15,21 +15,28 @@ import { EligibilityService, UnknownProgramError } from '../app/eligibility.serv
 import { EnrolmentRefused, type EnrolmentService } from '../app/enrolment.service.js';
 import { mountEnrolmentRoutes, refusalOutcome } from './enrolment-routes.js';
 import { mountBillingRoutes } from './billing-routes.js';
+import { mountReportRoutes } from './report-routes.js';
+import { mountDashboard } from './dashboard-routes.js';
+import type { ReportsService } from '../app/reports.service.js';
 import { AuthError, assertScopes, authMiddleware, sendAuthError, type Authenticator } from './auth.js';
 import { bundleScopes, requiredScopes } from './scopes.js';
-import { assertFhirId, refuseHostileJson, strictFhirContentType, verifyJsonShape } from './input-guards.js';
+import { assertFhirId, ipKeyGenerator, rateLimitPerClient, refuseHostileJson, strictFhirContentType, verifyJsonShape } from './input-guards.js';
+import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { CentreAccess, ClientIdentity } from '../app/centre-access.js';
 import { auditMiddleware, type AuditSink } from '../app/audit.service.js';
 import { BillingRefused, type BillingService } from '../app/billing.service.js';
 import { IngestionService, PUSHABLE_TYPES, patientIdOf, patientReferenceOf, versionedReference } from '../app/ingestion.service.js';
-import { evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
+import { assertBundleInCentre, evaluationsFor, ingestBundle } from '../app/bundle-ingestion.js';
+import { localId } from '../domain/references.js';
 import { handleNotification } from '../app/notification.js';
 import { verdictToParameters } from '../domain/verdict-fhir.js';
 import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
 import { PatientNotFoundError } from '../fhir/patient-record.js';
 import type { Metrics } from '../infra/metrics.js';
 import { enqueueEvaluations, type EvaluationRequest, type Queues } from '../queue/queues.js';
-import type { ScreeningStore, ScreenStatus } from '../queue/screening-store.js';
+import type { ScreeningStore } from '../queue/screening-store.js';
+import type { BulkScreening } from '../app/bulk-screening.js';
+import { mountScreeningRoutes } from './screening-routes.js';
 import { capabilityStatement } from './capability.js';
 import {
   OperationOutcomeError,
@@ -40,7 +47,7 @@ import {
   operationOutcome,
   unsupportedMediaType,
 } from './outcomes.js';
-import { asParameters, dateParameter, parametersFromQuery, referenceParameters, stringParameter } from './parameters.js';
+import { dateParameter, parametersFromQuery, readParameters, stringParameter, type OperationDeclaration } from './parameters.js';
 
 export interface AppDeps {
   fhir: FhirServer;
@@ -65,6 +72,17 @@ export interface AppDeps {
   auditSite?: string;
   /** Absent: authentication disabled (development, loopback only). */
   authenticator?: Authenticator;
+  /** Program evaluation reports (issue #5); absent: the report routes are not served. */
+  reports?: ReportsService;
+  /**
+   * Base URL of this API as clients reach it (PUBLIC_BASE_URL, or the bound address): every
+   * URL of ours in an answer is built on it, never on the request's Host header.
+   */
+  publicBaseUrl: () => string;
+  /** Bulk Data `$screen` (absent: NDJSON input refused). */
+  bulk?: BulkScreening;
+  /** Requests per minute per client on /fhir and /hooks (0 or absent: no limit); counters in `redis` under `prefix`. */
+  rateLimit?: { perMinute: number; prefix: string };
 }
 
 /** The authenticated client of this request, if authentication is on. */
@@ -76,39 +94,19 @@ function sendFhir(res: Response, status: number, body: fhir4.Resource, headers: 
   res.status(status).set({ 'Content-Type': FHIR_JSON, ...headers }).send(JSON.stringify(body));
 }
 
-function baseUrlOf(req: Request): string {
-  return `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+/** Our base URL (see `AppDeps.publicBaseUrl`, kept in `app.locals`): the Host header is never reflected. */
+export function baseUrlOf(req: Request): string {
+  return (req.app.locals['publicBaseUrl'] as () => string)();
 }
 
 function requireId(id: string | undefined, what: string): string {
   return assertFhirId(id, what);
 }
 
-function screenParameters(status: ScreenStatus): fhir4.Parameters {
-  return {
-    resourceType: 'Parameters',
-    parameter: [
-      { name: 'id', valueString: status.id },
-      { name: 'program', valueString: status.programId },
-      { name: 'asOf', valueDate: status.asOf },
-      { name: 'state', valueCode: status.state },
-      ...(status.total !== undefined ? [{ name: 'total', valueInteger: status.total }] : []),
-      { name: 'done', valueInteger: status.done },
-      ...Object.entries(status.counts).map(([outcome, count]) => ({
-        name: 'count',
-        part: [
-          { name: 'outcome', valueCode: outcome },
-          { name: 'count', valueInteger: count },
-        ],
-      })),
-      ...(status.error ? [{ name: 'error', valueString: status.error }] : []),
-    ],
-  };
-}
-
 export function createApp(deps: AppDeps): express.Express {
   const { eligibility, ingestion, metrics, log } = deps;
   const app = express();
+  app.locals['publicBaseUrl'] = deps.publicBaseUrl;
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
 
@@ -143,12 +141,37 @@ export function createApp(deps: AppDeps): express.Express {
   // One AuditEvent per request (mounted before authentication, so refusals are recorded too).
   app.use(auditMiddleware(deps.audit, { clientOf: (_req, res) => clientOf(res), source: { observer: `forfait-fhir ${deps.version}`, site: deps.auditSite ?? 'forfait-fhir' }, log }));
 
+  mountDashboard(app); // Static page, public like /fhir/metadata: every figure it shows comes from the report API, with the user's token.
   // Authentication before anything reads the body: a request without a valid token stops here.
   if (deps.authenticator) {
     app.use(
       authMiddleware(deps.authenticator, {
         scopeFor: (req) => requiredScopes(req.method, req.path),
         onFailure: (req, error) => log.warn({ reason: error.reason, status: error.status, path: req.path }, 'request refused'),
+      }),
+    );
+  }
+
+  // Per-client rate limit, after authentication (the verified client id is the key; the IP
+  // without authentication), before any body is read. Counters live in Redis so every API
+  // process shares them.
+  if (deps.rateLimit && deps.rateLimit.perMinute > 0) {
+    const redis = deps.redis;
+    app.use(
+      ['/fhir', '/hooks'],
+      rateLimitPerClient({
+        windowMs: 60_000,
+        limit: deps.rateLimit.perMinute,
+        keyOf: (req, res) => {
+          const client = clientOf(res);
+          return client ? `client:${client.clientId}` : `ip:${ipKeyGenerator(req.ip ?? '')}`;
+        },
+        store: new RedisStore({
+          prefix: `${deps.rateLimit.prefix}:ratelimit:`,
+          sendCommand: (command: string, ...args: string[]) => redis.call(command, ...args) as Promise<RedisReply>,
+        }),
+        // Redis down: serve (the readiness probe reports it) rather than refuse everything.
+        passOnStoreError: true,
       }),
     );
   }
@@ -211,85 +234,41 @@ export function createApp(deps: AppDeps): express.Express {
     sendFhir(res, 200, capabilityStatement({ version: deps.version, baseUrl: `${baseUrlOf(req)}/fhir`, programs: eligibility.programIds, enrolmentPrograms: deps.enrolment.programIds }));
   });
 
+  /** `$evaluate-eligibility` (POST body or GET query): `program` (required), `asOf`. */
+  const EVALUATE_ELIGIBILITY: OperationDeclaration = {
+    name: '$evaluate-eligibility',
+    parameters: [
+      { name: 'program', types: ['code', 'string'], min: 1 },
+      { name: 'asOf', types: ['date'] },
+    ],
+  };
   app.post('/fhir/Patient/:id/\\$evaluate-eligibility', async (req, res) => {
-    await evaluateEligibility(req, res, asParameters(req.body));
+    const patientId = requireId(req.params['id'], 'Patient');
+    await evaluateEligibility(res, patientId, readParameters(req.body, EVALUATE_ELIGIBILITY));
   });
   app.get('/fhir/Patient/:id/\\$evaluate-eligibility', async (req, res) => {
-    await evaluateEligibility(req, res, parametersFromQuery(req.query as Record<string, unknown>));
+    const patientId = requireId(req.params['id'], 'Patient');
+    await evaluateEligibility(res, patientId, parametersFromQuery(req.query as Record<string, unknown>, EVALUATE_ELIGIBILITY));
   });
 
-  async function evaluateEligibility(req: Request, res: Response, parameters: fhir4.Parameters): Promise<void> {
-    const patientId = requireId(req.params['id'] as string | undefined, 'Patient');
-    await deps.centreAccess.assertPatient(clientOf(res), patientId);
-    const programId = stringParameter(parameters, 'program');
-    if (!programId) throw badRequest(`Parameter "program" is required (one of: ${eligibility.programIds.join(', ')})`, `Parameters.parameter.where(name='program')`);
-    eligibility.program(programId);
+  async function evaluateEligibility(res: Response, patientId: string, parameters: fhir4.Parameters): Promise<void> {
+    const programId = stringParameter(parameters, 'program') as string;
     const asOf = dateParameter(parameters, 'asOf');
+    await deps.centreAccess.assertPatient(clientOf(res), patientId);
+    eligibility.program(programId);
     const verdict = await eligibility.evaluate(programId, patientId, asOf);
     sendFhir(res, 200, verdictToParameters(verdict));
   }
 
-  app.post('/fhir/\\$screen', async (req, res) => {
-    const parameters = asParameters(req.body);
-    const programId = stringParameter(parameters, 'program');
-    if (!programId) throw badRequest(`Parameter "program" is required (one of: ${eligibility.programIds.join(', ')})`, `Parameters.parameter.where(name='program')`);
-    eligibility.program(programId);
-    const asOf = dateParameter(parameters, 'asOf') ?? eligibility.today(programId);
-    const patients = referenceParameters(parameters, 'patient').map((reference, index) => {
-      const match = /^Patient\/([A-Za-z0-9\-.]{1,64})$/.exec(reference);
-      if (!match) throw badRequest(`patient #${index + 1} must be a Patient/{id} reference`, `Parameters.parameter.where(name='patient')[${index}]`);
-      return match[1] as string;
-    });
-    const client = clientOf(res);
-    for (const patientId of patients) await deps.centreAccess.assertPatient(client, patientId);
-    const screenId = randomUUID();
-    await deps.screenings.create(screenId, programId, asOf, new Date().toISOString(), client?.centre);
-    await deps.queues.screening.add(
-      'screen',
-      { screenId, programId, asOf, ...(patients.length ? { patientIds: [...new Set(patients)] } : {}), ...(client?.centre ? { centre: client.centre } : {}) },
-      { jobId: `screen.${screenId}`, attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
-    );
-    const location = `${baseUrlOf(req)}/fhir/_async/${screenId}`;
-    sendFhir(res, 202, allOk(`Screening queued; poll ${location}`), { 'Content-Location': location });
-  });
-
-  app.get('/fhir/_async/:id', async (req, res) => {
-    const id = requireId(req.params['id'], 'screening');
-    const status = await deps.screenings.get(id);
-    const client = clientOf(res);
-    // Another centre's screening is answered as an unknown one.
-    if (!status || (client && status.centre !== client.centre)) throw notFound(`No screening ${id} (unknown or expired)`);
-    const finished = status.state === 'completed' || status.state === 'failed';
-    const progress = `${status.done}/${status.total ?? '?'} evaluated`;
-    sendFhir(res, finished ? 200 : 202, screenParameters(status), { 'X-Progress': progress, ...(finished ? {} : { 'Retry-After': '2' }) });
-  });
-
+  mountScreeningRoutes(app, { eligibility, screenings: deps.screenings, queues: deps.queues, centreAccess: deps.centreAccess, publicBaseUrl: deps.publicBaseUrl, authenticated: Boolean(deps.authenticator), ...(deps.bulk ? { bulk: deps.bulk } : {}) });
   mountEnrolmentRoutes(app, deps.enrolment, deps.centreAccess);
   mountBillingRoutes(app, deps.billing, deps.enqueueSubmissions);
-
-  /** Every entry of a pushed Bundle must concern the client's centre (or a Patient created in it). */
-  const assertBundleInCentre = async (client: ClientIdentity, bundle: fhir4.Bundle): Promise<void> => {
-    const entries = Array.isArray(bundle.entry) ? bundle.entry : [];
-    const localPatients = new Set<string>();
-    for (const entry of entries) {
-      const resource = entry?.resource;
-      if (!resource || typeof resource !== 'object') continue;
-      if (resource.resourceType === 'Patient') {
-        await deps.centreAccess.assertPushable(client, resource, undefined);
-        if (entry.fullUrl) localPatients.add(entry.fullUrl);
-      }
-    }
-    for (const entry of entries) {
-      const resource = entry?.resource;
-      if (!resource || typeof resource !== 'object' || resource.resourceType === 'Patient') continue;
-      await deps.centreAccess.assertPushable(client, resource, patientReferenceOf(resource), localPatients);
-    }
-  };
+  if (deps.reports) mountReportRoutes(app, deps.reports);
 
   // A care session inside a batch Bundle goes through the same checks as POST /fhir/Encounter.
   const recordSessionEntryFor = async (client: ClientIdentity | undefined, encounter: fhir4.Encounter): Promise<fhir4.BundleEntry> => {
     try {
-      const episodeId = /^EpisodeOfCare\/([A-Za-z0-9\-.]{1,64})$/.exec(encounter.episodeOfCare?.[0]?.reference ?? '')?.[1];
+      const episodeId = localId(encounter.episodeOfCare?.[0], 'EpisodeOfCare');
       if (episodeId) await deps.centreAccess.assertEpisode(client, episodeId);
       const { encounter: stored, created } = await deps.enrolment.recordSession(encounter);
       const version = stored.meta?.versionId ? `/_history/${stored.meta.versionId}` : '';
@@ -304,11 +283,17 @@ export function createApp(deps: AppDeps): express.Express {
   app.post('/fhir', async (req, res) => {
     if (req.body === undefined) throw badRequest('POST /fhir takes a Bundle (batch or transaction)', 'Bundle');
     const client = clientOf(res);
-    if (client) {
-      assertScopes(client, bundleScopes(req.body));
-      await assertBundleInCentre(client, req.body as fhir4.Bundle);
-    }
-    const result = await ingestBundle(req.body, deps.fhir, ingestion, (encounter) => recordSessionEntryFor(client, encounter));
+    if (client) assertScopes(client, bundleScopes(req.body));
+    // Every entry checked first (400/422), then the centre of what would be written (403), then written.
+    const result = await ingestBundle(req.body, deps.fhir, ingestion, {
+      recordSession: (encounter) => recordSessionEntryFor(client, encounter),
+      ...(client
+        ? {
+            authorize: (forwarded, indexes) => assertBundleInCentre(client, forwarded, indexes, deps),
+            authorizeExisting: (stored) => deps.centreAccess.assertPushable(client, stored, stored.resourceType === 'Patient' ? undefined : patientReferenceOf(stored)),
+          }
+        : {}),
+    });
     await enqueue(evaluationsFor(result.touched, eligibility.programIds));
     sendFhir(res, 200, result.response);
   });
@@ -348,7 +333,12 @@ export function createApp(deps: AppDeps): express.Express {
 
   // Rest-hook endpoint to configure in a Subscription's channel.endpoint.
   app.post('/hooks/subscription', async (req, res) => {
-    const result = await handleNotification(req.body, deps.fhir);
+    const client = clientOf(res);
+    const result = await handleNotification(req.body, deps.fhir, {
+      ingestion,
+      // A notifier bound to a centre is held to that centre's rules; the server of record's own notifier (no centre) is not.
+      ...(client?.centre ? { authorize: (resource: fhir4.Resource) => deps.centreAccess.assertPushable(client, resource, resource.resourceType === 'Patient' ? undefined : patientReferenceOf(resource)) } : {}),
+    });
     if (result.touchesDirectory) await ingestion.directoryChanged();
     await enqueue(evaluationsFor(result.touched, eligibility.programIds));
     sendFhir(res, 200, allOk(`${result.kind}: ${result.touched.size} patient(s) queued for evaluation`));
@@ -361,7 +351,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof AuthError) return sendAuthError(res, error);
     const type = (error as { type?: string }).type;
-    if (error instanceof OperationOutcomeError) return sendFhir(res, error.status, error.outcome);
+    if (error instanceof OperationOutcomeError) return sendFhir(res, error.status, error.outcome, error.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(error.retryAfterSeconds) });
     if (error instanceof EnrolmentRefused) return sendFhir(res, error.status, refusalOutcome(error));
     if (error instanceof BillingRefused) return sendFhir(res, 404, operationOutcome(error.issues.map((i) => ({ code: i.code, diagnostics: i.diagnostics }))));
     if (type === 'entity.parse.failed') return sendFhir(res, 400, operationOutcome([{ code: 'structure', diagnostics: 'The body is not valid JSON' }]));
