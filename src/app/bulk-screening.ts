@@ -250,7 +250,6 @@ export class BulkScreening {
         progress.phase = 'reading';
       }
       inputs = await this.expandManifests(inputs);
-      const T0 = performance.now(); // H9TMP
       const plan = reductionPlan(program, deps.catalog);
       const estimated = await this.estimateBytes(inputs);
       const partitions = Math.min(MAX_PARTITIONS, Math.max(4, Math.ceil(estimated / (deps.partitionBytes ?? DEFAULT_PARTITION_BYTES))));
@@ -313,17 +312,15 @@ export class BulkScreening {
         await Promise.all(writers.map((writer) => writer.close()));
       }
 
-      const T1 = performance.now(); // H9TMP
       const directory = directoryWithInput(program, await deps.directory.get(program), organizations.values(), roles);
       progress.phase = 'evaluating';
       await report(true);
       const tasks = new TaskWriter(deps, program, this.now);
       let orphans = 0;
-      let TP = 0, TE = 0; // H9TMP
       let patients = 0;
       for (let index = 0; index < partitions; index += 1) {
         const file = path.join(partitionsDir, `${index}.ndjson`);
-        const join = new PatientJoin(); const T2 = performance.now(); // H9TMP
+        const join = new PatientJoin();
         const text = await readFile(file, 'utf8');
         let start = 0;
         while (start < text.length) {
@@ -332,7 +329,7 @@ export class BulkScreening {
           if (end > start) join.add(JSON.parse(text.slice(start, end)) as fhir4.Resource);
           start = end + 1;
         }
-        await rm(file, { force: true }); TP += performance.now() - T2; // H9TMP
+        await rm(file, { force: true });
         let sinceYield = 0;
         for (const [patientId, bucket] of join.buckets) {
           if (!bucket.patient) {
@@ -341,7 +338,7 @@ export class BulkScreening {
           }
           if (job.centre && !centresOfPatient(bucket.patient, directory).has(job.centre)) continue;
           patients += 1;
-          let verdict: EligibilityVerdict; const T3 = performance.now(); // H9TMP
+          let verdict: EligibilityVerdict;
           try {
             verdict = evaluateEligibility(program, deps.catalog, recordOf(bucket as PatientBucket & { patient: fhir4.Patient }, organizations), directory, job.asOf);
           } catch (error) {
@@ -349,7 +346,6 @@ export class BulkScreening {
             await errors.line(JSON.stringify(inputIssue('exception', `Patient/${patientId}: evaluation failed (${(error as Error).name})`)));
             continue;
           }
-          TE += performance.now() - T3; // H9TMP
           counts[verdict.outcome] += 1;
           progress.evaluated += 1;
           const written = output.line(JSON.stringify(compactVerdict(patientId, verdict)));
@@ -366,7 +362,6 @@ export class BulkScreening {
         }
         await report();
       }
-      console.error('H9TMP phase1', (T1 - T0).toFixed(0), 'phase2', (performance.now() - T1).toFixed(0), 'parse2', TP.toFixed(0), 'eval', TE.toFixed(0)); // H9TMP
       progress.phase = 'writing-tasks';
       progress.patients = patients;
       await report(true);

@@ -1,6 +1,11 @@
 /**
- * Calendar dates in the program's time zone (luxon). Everything here is relative to an
- * `asOf` date passed in: this module never reads the clock.
+ * Calendar dates in the program's time zone. Everything here is relative to an `asOf` date
+ * passed in: this module never reads the clock.
+ *
+ * Calendar arithmetic on plain dates (YYYY-MM-DD, partial dates, ages, look-back windows) is
+ * integer arithmetic (it runs for every patient of a bulk screening); luxon is used only where
+ * a zone offset is needed (dateTimes with a time, latest instants), memoised.
+ * test/unit/domain/dates-luxon-equivalence.test.ts checks it against the former luxon code.
  *
  * A `CalendarDate` is `YYYY-MM-DD`, so two of them compare correctly as strings.
  */
@@ -28,10 +33,24 @@ function isoDate(value: DateTime): CalendarDate {
   return date;
 }
 
+/** Zones already checked: luxon's `isValidZone` builds an Intl.DateTimeFormat at each call. */
+const validZones = new Set<string>();
+
 /** @throws Error when `zone` is not an IANA zone name (program data is validated before). */
 export function assertValidZone(zone: string): void {
+  if (validZones.has(zone)) return;
   if (!IANAZone.isValidZone(zone)) throw new Error(`Invalid IANA time zone "${zone}"`);
+  validZones.add(zone);
 }
+
+/**
+ * `dateSpanOf` is a pure function of (value, zone) and luxon's zone offsets are costly
+ * (Intl formatToParts per DateTime): results are memoised, at most SPAN_CACHE_SIZE of them
+ * (cleared when full). Spans are frozen, so a caller cannot alter a cached one. A plain
+ * YYYY-MM-DD bypasses this cache: it is cheaper to compute (a new object each call).
+ */
+const SPAN_CACHE_SIZE = 50_000;
+const spanCache = new Map<string, DateSpan | undefined>();
 
 /**
  * The local calendar date(s) of a FHIR date, dateTime or instant in `zone`:
@@ -43,19 +62,85 @@ export function assertValidZone(zone: string): void {
  */
 export function dateSpanOf(value: string | undefined, zone: string): DateSpan | undefined {
   if (value === undefined) return undefined;
+  // A plain YYYY-MM-DD (most values) costs less to compute than to look up; its latest instant is memoised apart.
+  if (value.length === 10 && DATE.test(value)) return computeDateSpan(value, zone);
+  const key = `${zone}\u0000${value}`;
+  if (spanCache.has(key)) return spanCache.get(key);
+  const span = computeDateSpan(value, zone);
+  if (spanCache.size >= SPAN_CACHE_SIZE) spanCache.clear();
+  spanCache.set(key, span && Object.freeze(span));
+  return span;
+}
+
+function computeDateSpan(value: string, zone: string): DateSpan | undefined {
   const text = value.trim();
-  const unit = YEAR.test(text) ? 'year' : YEAR_MONTH.test(text) ? 'month' : DATE.test(text) ? 'day' : undefined;
-  if (unit !== undefined) {
-    const start = DateTime.fromISO(text, { zone });
-    if (!start.isValid) return undefined;
-    const end = start.endOf(unit);
-    return { first: isoDate(start), last: isoDate(end), latestInstant: end.toMillis() };
+  const plain = plainDateBounds(text);
+  if (plain !== undefined) {
+    // Plain (partial) dates: the calendar dates are integer arithmetic, no zone involved; only
+    // the latest instant needs the zone's offset (luxon, memoised: dates repeat in a population).
+    return plain === null ? undefined : { first: plain.first, last: plain.last, latestInstant: endOfInstant(text, plain.unit, zone) };
   }
   if (!DATE_TIME.test(text)) return undefined;
   const instant = DateTime.fromISO(text, { zone });
   if (!instant.isValid) return undefined;
   const date = isoDate(instant);
   return { first: date, last: date, latestInstant: instant.toMillis() };
+}
+
+/**
+ * First and last calendar dates of a plain date `YYYY-MM-DD`, `YYYY-MM` or `YYYY` (trimmed);
+ * null when it has that shape but is not a date (2025-02-30, 2025-13); undefined for any
+ * other shape (a dateTime). A date-only value is taken as is, in any zone.
+ */
+function plainDateBounds(text: string): { first: CalendarDate; last: CalendarDate; unit: 'year' | 'month' | 'day' } | null | undefined {
+  const unit = YEAR.test(text) ? 'year' : YEAR_MONTH.test(text) ? 'month' : DATE.test(text) ? 'day' : undefined;
+  if (unit === undefined) return undefined;
+  const year = Number(text.slice(0, 4));
+  const month = unit === 'year' ? 1 : Number(text.slice(5, 7));
+  const day = unit === 'day' ? Number(text.slice(8, 10)) : 1;
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
+  const first = formatDate(year, month, day);
+  const last = unit === 'day' ? first : unit === 'month' ? formatDate(year, month, daysInMonth(year, month)) : formatDate(year, 12, 31);
+  return { first, last, unit };
+}
+
+/** Per zone, per plain date text: the memoised latest instant (a two-level map: no key string to build). */
+const endCache = new Map<string, Map<string, number>>();
+let endCacheSize = 0;
+
+/** Milliseconds of the last instant of the year/month/day `text` in `zone` (luxon, memoised). */
+function endOfInstant(text: string, unit: 'year' | 'month' | 'day', zone: string): number {
+  let byText = endCache.get(zone);
+  if (byText === undefined) {
+    byText = new Map();
+    endCache.set(zone, byText);
+  }
+  const cached = byText.get(text);
+  if (cached !== undefined) return cached;
+  const end = DateTime.fromISO(text, { zone }).endOf(unit).toMillis();
+  if (endCacheSize >= SPAN_CACHE_SIZE) {
+    for (const map of endCache.values()) map.clear();
+    endCacheSize = 0;
+  }
+  byText.set(text, end);
+  endCacheSize += 1;
+  return end;
+}
+
+function isLeapYear(year: number): boolean {
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+}
+
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function daysInMonth(year: number, month: number): number {
+  return month === 2 && isLeapYear(year) ? 29 : (MONTH_DAYS[month - 1] ?? 0);
+}
+
+/** `YYYY-MM-DD`, years past 9999 (or before 0) written as luxon's `toISODate` does (`+010000-01-01`). */
+function formatDate(year: number, month: number, day: number): CalendarDate {
+  const yyyy = year >= 0 && year <= 9999 ? String(year).padStart(4, '0') : `${year < 0 ? '-' : '+'}${String(Math.abs(year)).padStart(6, '0')}`;
+  return `${yyyy}-${month < 10 ? '0' : ''}${month}-${day < 10 ? '0' : ''}${day}`;
 }
 
 /**
@@ -71,20 +156,36 @@ export function observationDateSpan(observation: fhir4.Observation, zone: string
   return dateSpanOf(effective ?? observation.issued, zone);
 }
 
-function parseCalendarDate(date: CalendarDate): DateTime {
-  const parsed = DATE.test(date) ? DateTime.fromISO(date, { zone: 'UTC' }) : undefined;
-  if (!parsed?.isValid) throw new Error(`Invalid calendar date "${date}" (expected YYYY-MM-DD)`);
-  return parsed;
+interface YearMonthDay {
+  year: number;
+  month: number;
+  day: number;
+}
+
+/** @throws Error when `date` is not a valid `YYYY-MM-DD` calendar date. */
+function parseCalendarDate(date: CalendarDate): YearMonthDay {
+  if (DATE.test(date)) {
+    const year = Number(date.slice(0, 4));
+    const month = Number(date.slice(5, 7));
+    const day = Number(date.slice(8, 10));
+    if (month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month)) return { year, month, day };
+  }
+  throw new Error(`Invalid calendar date "${date}" (expected YYYY-MM-DD)`);
 }
 
 /**
- * First day of a look-back window of `months` calendar months ending on `asOf`. Luxon
- * subtracts calendar months and clamps to the end of a shorter month: 12 months before
- * 2025-02-28 is 2024-02-28, 12 months before 2024-02-29 is 2023-02-28, 1 month before
- * 2025-03-31 is 2025-02-28.
+ * First day of a look-back window of `months` calendar months ending on `asOf`. Calendar
+ * months are subtracted and the day clamped to the end of a shorter month (as luxon does):
+ * 12 months before 2025-02-28 is 2024-02-28, 12 months before 2024-02-29 is 2023-02-28,
+ * 1 month before 2025-03-31 is 2025-02-28.
  */
 export function lookbackStart(asOf: CalendarDate, months: number): CalendarDate {
-  return isoDate(parseCalendarDate(asOf).minus({ months }));
+  const { year, month, day } = parseCalendarDate(asOf);
+  if (!Number.isInteger(months)) return isoDate(DateTime.fromISO(asOf, { zone: 'UTC' }).minus({ months }));
+  const index = year * 12 + (month - 1) - months;
+  const startYear = Math.floor(index / 12);
+  const startMonth = index - startYear * 12 + 1;
+  return formatDate(startYear, startMonth, Math.min(day, daysInMonth(startYear, startMonth)));
 }
 
 /**
@@ -115,10 +216,6 @@ export function periodCovers(period: fhir4.Period | undefined, asOf: CalendarDat
   return true;
 }
 
-function isLeapYear(year: number): boolean {
-  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-}
-
 /**
  * The birthday in `year` of someone born on `birthDate`. **Decision** (29 February births):
  * in a non-leap year the birthday is taken as 1 March (the day after 28 February), so a
@@ -127,8 +224,7 @@ function isLeapYear(year: number): boolean {
 export function birthdayInYear(birthDate: CalendarDate, year: number): CalendarDate {
   const birth = parseCalendarDate(birthDate);
   const leapDay = birth.month === 2 && birth.day === 29;
-  const [month, day] = leapDay && !isLeapYear(year) ? [3, 1] : [birth.month, birth.day];
-  return isoDate(DateTime.fromObject({ year, month, day }, { zone: 'UTC' }));
+  return leapDay && !isLeapYear(year) ? formatDate(year, 3, 1) : formatDate(year, birth.month, birth.day);
 }
 
 /** Completed years of age on `asOf` (one more on each birthday, 1 March for a 29 February birth in a non-leap year). */
@@ -156,6 +252,9 @@ export function birthDateBounds(
   birthDate: string | undefined,
   zone: string,
 ): { earliest: CalendarDate; latest: CalendarDate } | undefined {
+  // A plain date needs no zone: no span (whose latest instant needs the zone's offset) is built.
+  const plain = birthDate === undefined ? undefined : plainDateBounds(birthDate.trim());
+  if (plain !== undefined) return plain === null ? undefined : { earliest: plain.first, latest: plain.last };
   const span = dateSpanOf(birthDate, zone);
   return span && { earliest: span.first, latest: span.last };
 }

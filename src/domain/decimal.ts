@@ -37,14 +37,28 @@ export function formatDecimal(value: Decimal, places?: number): string {
 
 export type RangePosition = 'below' | 'within' | 'above';
 
+/** Bounds are program-data strings: each is parsed once (Decimals are immutable). */
+const boundDecimals = new Map<string, Decimal>();
+
+function boundDecimal(value: string | number): Decimal {
+  if (typeof value !== 'string') return toDecimal(value);
+  let decimal = boundDecimals.get(value);
+  if (decimal === undefined) {
+    decimal = toDecimal(value);
+    if (boundDecimals.size >= 10_000) boundDecimals.clear();
+    boundDecimals.set(value, decimal);
+  }
+  return decimal;
+}
+
 /** Where `value` lies against optional low and high bounds, each inclusive or exclusive (program data). */
 export function positionInRange(value: Decimal, low?: Bound, high?: Bound): RangePosition {
   if (low) {
-    const cmp = value.comparedTo(toDecimal(low.value));
+    const cmp = value.comparedTo(boundDecimal(low.value));
     if (cmp < 0 || (cmp === 0 && !low.inclusive)) return 'below';
   }
   if (high) {
-    const cmp = value.comparedTo(toDecimal(high.value));
+    const cmp = value.comparedTo(boundDecimal(high.value));
     if (cmp > 0 || (cmp === 0 && !high.inclusive)) return 'above';
   }
   return 'within';

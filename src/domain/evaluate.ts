@@ -57,10 +57,22 @@ export function evaluateEligibility(
     directory,
     asOf,
     zone: definition.timeZone,
-    ignoredStatuses: new Set(definition.ignoredStatuses),
+    ignoredStatuses: ignoredStatusesOf(definition),
   };
   const criteria = definition.criteria.map((criterion) => evaluateCriterion(criterion, context));
   return { program: definition.id, asOf, outcome: outcomeOf(criteria), criteria };
+}
+
+/** Program definitions are read-only once loaded: their `ignoredStatuses` Set is built once. */
+const ignoredStatusSets = new WeakMap<LoadedProgram['definition'], ReadonlySet<string>>();
+
+function ignoredStatusesOf(definition: LoadedProgram['definition']): ReadonlySet<string> {
+  let statuses = ignoredStatusSets.get(definition);
+  if (statuses === undefined) {
+    statuses = new Set(definition.ignoredStatuses);
+    ignoredStatusSets.set(definition, statuses);
+  }
+  return statuses;
 }
 
 function evaluateCriterion(criterion: CriterionDefinition, context: EvaluationContext): CriterionResult {

@@ -37,8 +37,8 @@ export function convertQuantity(quantity: fhir4.Quantity, dimension: string, uni
   const dim = units.dimensions[dimension];
   if (!dim) throw new Error(`Unit dimension "${dimension}" is not defined in units.json`);
 
-  const accepted = acceptedUnits(dimension, units);
   if (quantity.value === undefined || quantity.value === null) {
+    const accepted = acceptedUnits(dimension, units);
     return {
       ok: false,
       issue: {
@@ -54,6 +54,7 @@ export function convertQuantity(quantity: fhir4.Quantity, dimension: string, uni
   const given = usesCode ? quantity.code : quantity.unit;
   const fromCode = given === undefined ? undefined : resolveUnitCode(given, dimension, units);
   if (fromCode === undefined) {
+    const accepted = acceptedUnits(dimension, units);
     return {
       ok: false,
       issue: {

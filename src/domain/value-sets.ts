@@ -5,7 +5,6 @@
  */
 import type { ValueSetData } from '../programs/schema.js';
 
-type Include = ValueSetData['compose']['include'][number];
 export interface CodingLike {
   system?: string;
   code?: string;
@@ -15,24 +14,51 @@ export interface CodingLike {
 export function valueSetContains(valueSet: ValueSetData, coding: CodingLike): boolean {
   const { system, code } = coding;
   if (!system || !code) return false;
-  return valueSet.compose.include.some((include) => include.system === system && includeContains(include, code));
+  const include = compiled(valueSet).get(system);
+  if (include === undefined) return false;
+  if (include.whole || include.codes.has(code)) return true;
+  if (include.filters.length === 0) return false;
+  const bare = code.replaceAll('.', '');
+  return include.filters.some((prefix) => bare.startsWith(prefix));
 }
 
-function includeContains(include: Include, code: string): boolean {
-  // FHIR ValueSet.compose.include: a system with neither concepts nor filters includes the whole system.
-  if (include.concept === undefined && include.filter === undefined) return true;
-  if (include.concept?.some((concept) => concept.code === code)) return true;
-  return include.filter?.some((filter) => isA(code, filter.value)) ?? false;
+/** A value set's includes merged per system (the includes of a system are alternatives). */
+interface CompiledInclude {
+  /** An include of the system with neither concepts nor filters: the whole system. */
+  whole: boolean;
+  codes: Set<string>;
+  /**
+   * `is-a` for prefix-nested codes: the code is the filter value or one of its descendants,
+   * i.e. starts with it (E11 covers E11, E11.9 and E119; O24.4 covers O24.41 and O24.419).
+   * Dots are ignored on both sides because CIM-10 codes are often written without them in
+   * French data (PMSI: E119, O244). Filter values must be whole categories (E11, not E1).
+   */
+  filters: string[];
 }
 
 /**
- * `is-a` for prefix-nested codes: the code is the filter value or one of its descendants,
- * i.e. starts with it (E11 covers E11, E11.9 and E119; O24.4 covers O24.41 and O24.419).
- * Dots are ignored on both sides because CIM-10 codes are often written without them in
- * French data (PMSI: E119, O244). Filter values must be whole categories (E11, not E1).
+ * Value sets are program data, read-only once loaded: each is indexed once (Sets per
+ * system) instead of scanning its includes for every coding of every patient.
  */
-function isA(code: string, filterValue: string): boolean {
-  return code.replaceAll('.', '').startsWith(filterValue.replaceAll('.', ''));
+const compiledValueSets = new WeakMap<ValueSetData, Map<string, CompiledInclude>>();
+
+function compiled(valueSet: ValueSetData): Map<string, CompiledInclude> {
+  let index = compiledValueSets.get(valueSet);
+  if (index !== undefined) return index;
+  index = new Map();
+  for (const include of valueSet.compose.include) {
+    let entry = index.get(include.system);
+    if (entry === undefined) {
+      entry = { whole: false, codes: new Set(), filters: [] };
+      index.set(include.system, entry);
+    }
+    // FHIR ValueSet.compose.include: a system with neither concepts nor filters includes the whole system.
+    if (include.concept === undefined && include.filter === undefined) entry.whole = true;
+    for (const concept of include.concept ?? []) entry.codes.add(concept.code);
+    for (const filter of include.filter ?? []) entry.filters.push(filter.value.replaceAll('.', ''));
+  }
+  compiledValueSets.set(valueSet, index);
+  return index;
 }
 
 /** The first coding of `concept` that is in any of `valueSets`, if any. */

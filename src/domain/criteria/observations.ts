@@ -24,23 +24,24 @@ export function quantityObservationsIn(
   context: EvaluationContext,
   valueSets: readonly ValueSetData[],
 ): DatedObservation[] {
-  return context.record.observations.flatMap((observation) => {
-    if (context.ignoredStatuses.has(observation.status)) return [];
+  // A plain loop: this runs for every quantity value set of every patient (bulk screening).
+  const found: DatedObservation[] = [];
+  for (const observation of context.record.observations) {
+    if (context.ignoredStatuses.has(observation.status)) continue;
     const coding = findCoding(observation.code, valueSets);
     const quantity = observation.valueQuantity;
-    if (!coding || quantity?.value === undefined) return [];
+    if (!coding || quantity?.value === undefined) continue;
     const date = observationDateSpan(observation, context.zone);
-    if (!date) return [];
-    return [
-      {
-        observation,
-        coding,
-        quantity: quantity as fhir4.Quantity & { value: number },
-        date,
-        reference: versionedReference(observation),
-      },
-    ];
-  });
+    if (!date) continue;
+    found.push({
+      observation,
+      coding,
+      quantity: quantity as fhir4.Quantity & { value: number },
+      date,
+      reference: versionedReference(observation),
+    });
+  }
+  return found;
 }
 
 /**
