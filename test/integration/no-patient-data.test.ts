@@ -17,8 +17,8 @@
  * against their profiles, and their job data (in the scan) holds references only.
  *
  * A second test has the insurer gateway refuse a claim with a message that repeats the
- * patient's name and identifier: the adapter copies that message into its log and into the
- * failed job in Redis (see the report at the test). Marked `it.fails` until fixed.
+ * patient's name and identifier: the adapter used to copy that message into its log and into
+ * the failed job in Redis; it now keeps it on the submission Task only (see the test).
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
