@@ -1,13 +1,14 @@
 /**
  * Guards against hostile input (issue #6, point 5): JSON shape limits checked on the raw body
  * before it is parsed, strict content types, FHIR id syntax before an id goes into a URL,
- * search values escaped and query strings built by URLSearchParams only, references to other
- * servers refused, rate limits per client. Every refusal is an OperationOutcome.
+ * search values escaped and query strings built by URLSearchParams only, rate limits per
+ * client. Every refusal is an OperationOutcome. References to other servers are refused by
+ * `referenceIssues` (src/app/ingestion.service.ts), which knows the Bundle a resource is in.
  *
  * Wiring (in `createApp`, see the comments of each export): `strictFhirContentType()` on
  * `/fhir` and `/hooks` before body parsing; `express.json({ ..., verify: verifyJsonShape(...) })`;
- * `refuseHostileJson()` after `express.json`; `rateLimitPerClient(...)` first on the routes
- * it protects. The other exports are helpers for the services.
+ * `refuseHostileJson()` after `express.json`; `rateLimitPerClient(...)` after authentication
+ * on the routes it protects. The other exports are helpers for the services.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator, rateLimit, type Store } from 'express-rate-limit';
@@ -437,44 +438,4 @@ export function rateLimitPerClient(options: RateLimitOptions): RequestHandler {
       res.status(used.statusCode).set('Content-Type', FHIR_JSON).send(JSON.stringify(outcome));
     },
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// References to other servers
-
-const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}(\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
-const URN_UUID = /^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const URN_OID = /^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$/;
-const CONTAINED = /^#[A-Za-z0-9\-.]{1,64}$/;
-const HAS_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
-
-/** A literal reference this server resolves by itself: `Type/id[/_history/v]`, `urn:uuid:`, `urn:oid:`, `#contained`. */
-export function isResolvableHere(reference: string): boolean {
-  const id = RELATIVE_REFERENCE.exec(reference) ? reference.split('/')[1] : undefined;
-  if (id !== undefined) return isFhirId(id) && !/\/_history\/\.\.?$/.test(reference);
-  return URN_UUID.test(reference) || URN_OID.test(reference) || CONTAINED.test(reference);
-}
-
-/**
- * Issues (400-class, `invalid`) for every `reference` string anywhere in a resource (contained
- * resources and extensions included) that this server cannot resolve by itself: absolute URLs
- * to other servers (`https://other.example/fhir/Patient/1`, `//host/...`, `file:`), and
- * anything else that is not a relative `Type/id`, `urn:uuid:`/`urn:oid:` or `#contained`
- * reference. `isLocal` accepts more (the fullUrls of the same transaction, this server's base URL).
- */
-export function refuseExternalReferences(resource: unknown, isLocal: (reference: string) => boolean = () => false, path?: string): IssueInput[] {
-  const issues: IssueInput[] = [];
-  walkValues(resource, rootPath(resource, path), (value, at, key) => {
-    if (key !== 'reference' || typeof value !== 'string') return;
-    if (isResolvableHere(value) || isLocal(value)) return;
-    const external = HAS_SCHEME.test(value) || value.startsWith('//');
-    issues.push({
-      code: 'invalid',
-      diagnostics: external
-        ? `References to other servers are refused ("${value.slice(0, 200)}"); use a relative reference (Type/id)`
-        : `"${value.slice(0, 200)}" is not a literal reference (Type/id, urn:uuid: or #contained)`,
-      expression: [at],
-    });
-  });
-  return issues;
 }

@@ -17,12 +17,10 @@ import {
   findControlCharacters,
   findForbiddenKeys,
   isFhirId,
-  isResolvableHere,
   jsonDepthLimit,
   localReference,
   parseMediaType,
   rateLimitPerClient,
-  refuseExternalReferences,
   refuseHostileJson,
   safeSearchValue,
   scanJsonShape,
@@ -33,6 +31,7 @@ import {
   verifyJsonShape,
   type JsonShapeLimits,
 } from '../../../src/http/input-guards.js';
+import { referenceIssues } from '../../../src/app/ingestion.service.js';
 import { OperationOutcomeError } from '../../../src/http/outcomes.js';
 
 const deepArrays = (n: number): string => '['.repeat(n) + ']'.repeat(n);
@@ -268,7 +267,7 @@ describe('search escaping and query strings', () => {
   });
 });
 
-describe('refuseExternalReferences', () => {
+describe('references to other servers (referenceIssues of the ingestion service)', () => {
   const observation = (reference: unknown, extra: Record<string, unknown> = {}) => ({
     resourceType: 'Observation',
     status: 'final',
@@ -276,22 +275,22 @@ describe('refuseExternalReferences', () => {
     subject: { reference },
     ...extra,
   });
+  const URN = 'urn:uuid:9a0c1f00-0000-4000-8000-000000000001';
+  const inTransaction = { bundleType: 'transaction' as const, fullUrls: new Set([URN]) };
 
   it.each([
     ['relative', observation('Patient/1'), []],
     ['relative, versioned', observation('Patient/1/_history/2'), []],
-    ['urn:uuid', observation('urn:uuid:9a0c1f00-0000-4000-8000-000000000001'), []],
-    ['urn:oid', observation('urn:oid:1.2.250.1.71'), []],
     ['contained', observation('#p1'), []],
     ['no reference element (display only)', { resourceType: 'Observation', subject: { display: 'x' } }, []],
-    ['a reference that is not a string is the validator’s business', observation(42), []],
     ['https to another server', observation('https://other.example/fhir/Patient/1'), ['Observation.subject.reference']],
     ['http to loopback', observation('http://127.0.0.1:8081/fhir/Patient/1'), ['Observation.subject.reference']],
     ['protocol-relative', observation('//other.example/fhir/Patient/1'), ['Observation.subject.reference']],
     ['file:', observation('file:///etc/passwd'), ['Observation.subject.reference']],
     ['a dot-segment id', observation('Patient/..'), ['Observation.subject.reference']],
+    ['a dot-segment version', observation('Patient/1/_history/..'), ['Observation.subject.reference']],
     ['path traversal', observation('Patient/1/../../Consent/2'), ['Observation.subject.reference']],
-    ['a search', observation('Patient?identifier=x'), ['Observation.subject.reference']],
+    ['a urn:uuid outside a transaction', observation(URN), ['Observation.subject.reference']],
     ['a malformed urn:uuid', observation('urn:uuid:not-a-uuid'), ['Observation.subject.reference']],
     [
       'deep: arrays, extensions and contained resources',
@@ -303,27 +302,24 @@ describe('refuseExternalReferences', () => {
       ['Observation.performer[1].reference', 'Observation.extension[0].valueReference.reference', 'Observation.contained[0].subject.reference'],
     ],
   ])('%s', (_label, resource, expressions) => {
-    const issues = refuseExternalReferences(resource);
+    const issues = referenceIssues(resource, 'Observation');
     expect(issues.map((issue) => issue.expression?.[0])).toEqual(expressions);
     for (const issue of issues) expect(issue.code).toBe('invalid');
   });
 
-  it('isLocal accepts more (fullUrls of the same transaction)', () => {
-    const fullUrl = 'https://ehr.example/fhir/Patient/1';
-    expect(refuseExternalReferences(observation(fullUrl), (reference) => reference === fullUrl)).toEqual([]);
-    expect(refuseExternalReferences(observation(fullUrl))).toHaveLength(1);
+  it('a transaction accepts its own urn:uuid fullUrls, and only those', () => {
+    expect(referenceIssues(observation(URN), 'Observation', inTransaction)).toEqual([]);
+    expect(referenceIssues(observation('urn:uuid:9a0c1f00-0000-4000-8000-000000000002'), 'Observation', inTransaction)).toHaveLength(1);
   });
 
-  it('names other servers in the diagnostics, and takes a path prefix', () => {
-    const [issue] = refuseExternalReferences(observation('https://other.example/fhir/Patient/1'), undefined, 'Bundle.entry[2].resource');
-    expect(issue?.diagnostics).toMatch(/other servers/);
+  it('a search is a reference only to the directory, only in a transaction', () => {
+    expect(referenceIssues(observation('Patient?identifier=x'), 'Observation', inTransaction)).toHaveLength(1);
+    expect(referenceIssues(observation('Patient?identifier=x'), 'Observation')).toHaveLength(1);
+  });
+
+  it('takes a path prefix', () => {
+    const [issue] = referenceIssues(observation('https://other.example/fhir/Patient/1'), 'Bundle.entry[2].resource');
     expect(issue?.expression).toEqual(['Bundle.entry[2].resource.subject.reference']);
-  });
-
-  it('isResolvableHere', () => {
-    expect(isResolvableHere('Patient/1')).toBe(true);
-    expect(isResolvableHere('Patient/1/_history/..')).toBe(false);
-    expect(isResolvableHere('patient/1')).toBe(false);
   });
 });
 
