@@ -30,6 +30,7 @@ import { inputIssue, inputsOfManifest, type BulkInput, type OutputFile, type Scr
 import { PATIENT_TYPES, partitionOf, patientIdOf, reduceResource, reductionPlan } from '../domain/bulk/reduce.js';
 import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
 import { enrolmentProposalTask, enrolmentProposalTaskId } from '../domain/verdict-fhir.js';
+import { proposalLockName, tryLockMany } from '../infra/redis-lock.js';
 import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
@@ -556,7 +557,20 @@ class TaskWriter {
     if (batch.length === 0) return;
     const key = proposedKey(this.deps.prefix, this.program.definition.id);
     const known = (await this.deps.redis.smismember(key, ...batch.map((c) => c.patientId))) as number[];
-    const fresh = batch.filter((_, index) => known[index] !== 1);
+    const unknown = batch.filter((_, index) => known[index] !== 1);
+    if (unknown.length === 0) return;
+    // The proposal locks the queued evaluation and `$decline` take: a patient whose lock is held
+    // is left to its holder (an evaluation creates the Task, a decline rejects it), so a
+    // refusal is never overwritten by a Task read as absent just before.
+    const locks = await tryLockMany(this.deps.redis, this.deps.prefix, unknown.map((c) => proposalLockName(this.program.definition.id, c.patientId)));
+    try {
+      await this.sendLocked(key, unknown.filter((c) => locks.taken.has(proposalLockName(this.program.definition.id, c.patientId))));
+    } finally {
+      await locks.release();
+    }
+  }
+
+  private async sendLocked(key: string, fresh: { patientId: string; verdict: EligibilityVerdict; gp?: string }[]): Promise<void> {
     if (fresh.length === 0) return;
     const ids = fresh.map((candidate) => enrolmentProposalTaskId(this.program, candidate.patientId));
     const reads = await this.deps.fhir.batch({ resourceType: 'Bundle', type: 'batch', entry: ids.map((id) => ({ request: { method: 'GET', url: `Task/${id}` } })) });

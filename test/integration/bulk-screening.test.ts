@@ -212,6 +212,37 @@ describe('bulk $screen without authentication', () => {
     expect(outcome.issue[0]?.diagnostics).toBe('Observation.ndjson line 2: not valid JSON');
   });
 
+  it("leaves a patient whose proposal lock is held (an evaluation or a $decline at work) to that holder, and proposes it on a later run", async () => {
+    const glucoseDates = new Map(readLines(path.join(set.dir, 'Observation.ndjson')).filter((o) => o.code.coding[0].code === '1558-6').map((o) => [`Patient/${(o.subject.reference as string).slice(8)}`, o.effectiveDateTime as string]));
+    const candidates = [...verdicts.values()].filter(
+      (v) => v.outcome === 'not-eligible' && Object.entries(v.criteria).every(([code, status]) => (code === 'fasting-glucose' ? status === 'not-met' : status === 'met')) && (glucoseDates.get(v.patient) ?? '') < BENCH_AS_OF,
+    );
+    // The first was made eligible by the previous test; take another one.
+    const candidate = candidates[1] as Verdict;
+    expect(candidate).toBeDefined();
+    mkdirSync(path.join(inputDir, 'run3'), { recursive: true });
+    const extra = path.join(inputDir, 'run3', 'Observation.ndjson');
+    writeFileSync(
+      extra,
+      `${JSON.stringify({ resourceType: 'Observation', id: 'new-glu-3', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '1558-6' }] }, subject: { reference: candidate.patient }, effectiveDateTime: BENCH_AS_OF, valueQuantity: { value: 110, unit: 'mg/dL', system: 'http://unitsofmeasure.org', code: 'mg/dL' } })}\n`,
+    );
+    const files = [...set.files.map((file) => ({ type: file.type, url: file.path })), { type: 'Observation', url: extra }];
+    const lockKey = `${t.prefix}:lock:proposal:${PROGRAM}:${candidate.patient.slice('Patient/'.length)}`;
+    expect(await t.redis.set(lockKey, 'another-writer', 'PX', 120_000, 'NX')).toBe('OK');
+    try {
+      const held = await screen(t, screenBody(files));
+      const figures = held.manifest.extension['http://forfait-fhir.org/fhir/StructureDefinition/bulk-screening'];
+      expect(figures.tasksWritten, 'nothing written for the patient whose lock is held').toBe(0);
+      expect(((await t.fhirGet(`Task?subject=${candidate.patient}`)) as fhir4.Bundle).entry ?? []).toHaveLength(0);
+      expect(await t.redis.get(lockKey), 'the other writer keeps its lock').toBe('another-writer');
+    } finally {
+      await t.redis.del(lockKey);
+    }
+    const later = await screen(t, screenBody(files));
+    expect(later.manifest.extension['http://forfait-fhir.org/fhir/StructureDefinition/bulk-screening'].tasksWritten).toBe(1);
+    expect(((await t.fhirGet(`Task?subject=${candidate.patient}`)) as fhir4.Bundle).entry).toHaveLength(1);
+  });
+
   it('accepts an $export output manifest as input, or as the body', async () => {
     const { manifest } = await screen(t, screenBody([{ url: path.relative(inputDir, set.manifest) }]));
     expect(manifest.output[0].count).toBe(PATIENTS);
