@@ -11,6 +11,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { seededRandom } from '../test/fixtures/seeded-random.js';
 
 export const BENCH_CENTRE = { system: 'http://forfait-fhir.org/fhir/NamingSystem/demo-centre', value: 'CDS-MGEN-VAUGIRARD' };
 /** The date the generated data is meant to be screened at (observation dates are relative to it). */
@@ -18,18 +19,6 @@ export const BENCH_AS_OF = '2026-11-01';
 const LOINC = 'http://loinc.org';
 const UCUM = 'http://unitsofmeasure.org';
 const SNOMED = 'http://snomed.info/sct';
-
-/** mulberry32: a small, fast, seeded 32-bit PRNG. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface GeneratedSet {
   dir: string;
