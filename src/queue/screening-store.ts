@@ -111,19 +111,23 @@ export class ScreeningStore {
   async get(id: string): Promise<ScreenStatus | undefined> {
     const meta = await this.redis.hgetall(this.key(id, 'meta'));
     if (!meta['programId']) return undefined;
+    // What both kinds of screening store the same way.
+    const common = {
+      id,
+      programId: meta['programId'],
+      asOf: meta['asOf'] ?? '',
+      state: (meta['state'] ?? 'queued') as ScreenState,
+      createdAt: meta['createdAt'] ?? '',
+      ...(meta['centre'] ? { centre: meta['centre'] } : {}),
+      ...(meta['total'] !== undefined ? { total: Number(meta['total']) } : {}),
+      ...(meta['error'] ? { error: meta['error'] } : {}),
+    };
     if (meta['kind'] === 'bulk') {
       return {
-        id,
+        ...common,
         kind: 'bulk',
-        programId: meta['programId'],
-        asOf: meta['asOf'] ?? '',
-        state: (meta['state'] ?? 'queued') as ScreenState,
-        createdAt: meta['createdAt'] ?? '',
-        ...(meta['centre'] ? { centre: meta['centre'] } : {}),
-        ...(meta['total'] !== undefined ? { total: Number(meta['total']) } : {}),
         done: Number(meta['done'] ?? 0),
         counts: meta['counts'] ? (JSON.parse(meta['counts']) as Record<string, number>) : Object.fromEntries(OUTCOMES.map((o) => [o, 0])),
-        ...(meta['error'] ? { error: meta['error'] } : {}),
         ...(meta['phase'] ? { phase: meta['phase'] } : {}),
         resources: Number(meta['resources'] ?? 0),
         ...(meta['result'] ? { result: JSON.parse(meta['result']) as BulkStoredResult } : {}),
@@ -133,16 +137,9 @@ export class ScreeningStore {
     const counts: Record<string, number> = Object.fromEntries(OUTCOMES.map((o) => [o, 0]));
     for (const outcome of outcomes) counts[outcome] = (counts[outcome] ?? 0) + 1;
     return {
-      id,
-      programId: meta['programId'],
-      asOf: meta['asOf'] ?? '',
-      state: (meta['state'] ?? 'queued') as ScreenState,
-      createdAt: meta['createdAt'] ?? '',
-      ...(meta['centre'] ? { centre: meta['centre'] } : {}),
-      ...(meta['total'] !== undefined ? { total: Number(meta['total']) } : {}),
+      ...common,
       done: outcomes.length,
       counts,
-      ...(meta['error'] ? { error: meta['error'] } : {}),
     };
   }
 }
