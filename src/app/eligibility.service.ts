@@ -34,6 +34,16 @@ export interface RecordedVerdict {
   taskWritten: boolean;
 }
 
+/** What one read-evaluate-write did: the recorded verdict and what was written, for its Provenance. */
+interface Evaluated {
+  recorded: RecordedVerdict;
+  evidence: string[];
+  responseRefs?: string[];
+  taskRefs?: string[];
+  responseActivity: 'CREATE' | 'UPDATE';
+  error?: FhirServerError;
+}
+
 function verdictOf(response: fhir4.GuidanceResponse | undefined): fhir4.Parameters | undefined {
   return response?.contained?.find((r): r is fhir4.Parameters => r.resourceType === 'Parameters');
 }
@@ -79,9 +89,35 @@ export class EligibilityService {
     return evaluateEligibility(program, this.catalog, record, directory, asOf ?? this.today(programId));
   }
 
-  /** Queued evaluation: evaluates and records the verdict; idempotent. */
+  /**
+   * Queued evaluation: evaluates and records the verdict; idempotent. One read (a batch) and at
+   * most one write (an update, or a batch of PUTs) per evaluation.
+   *
+   * The whole read-evaluate-write runs under the Redis lock `$decline` takes: a proposal Task is
+   * created only if it was absent at the read, and no `$decline` can come between the read and
+   * the write and be undone by it (found by the report tests of issue #5). Holding the lock
+   * from the read costs two Redis commands and saves re-reading the Task before writing it.
+   */
   async evaluateAndRecord(programId: string, patientId: string, asOf?: CalendarDate): Promise<RecordedVerdict> {
     const program = this.program(programId);
+    const run = (): Promise<Evaluated> => this.readEvaluateWrite(program, patientId, asOf);
+    const { recorded, evidence, responseRefs, taskRefs, responseActivity, error } = this.locks
+      ? await this.locks.withLock(proposalLockName(programId, patientId), run)
+      : await run();
+    if (responseRefs && taskRefs && responseActivity === 'CREATE') {
+      // One Provenance for what one evaluation created.
+      await this.provenance?.record([...responseRefs, ...taskRefs], evidence, 'CREATE');
+    } else {
+      // Also when the other entry of the batch failed: what was written has its Provenance.
+      if (responseRefs) await this.provenance?.record(responseRefs, evidence, responseActivity);
+      if (taskRefs) await this.provenance?.record(taskRefs, evidence, 'CREATE');
+    }
+    if (error) throw error;
+    return recorded;
+  }
+
+  private async readEvaluateWrite(program: LoadedProgram, patientId: string, asOf?: CalendarDate): Promise<Evaluated> {
+    const programId = program.definition.id;
     const grId = guidanceResponseId(program, patientId);
     const taskId = enrolmentProposalTaskId(program, patientId);
     const [{ record, extras }, directory] = await Promise.all([
@@ -132,32 +168,17 @@ export class EligibilityService {
     // At most one write request per evaluation: the GuidanceResponse, the Task, or both in one
     // batch of PUTs (deterministic ids: a retried job writes the same resources again).
     const responseActivity = existingResponse ? 'UPDATE' : 'CREATE';
-    const toWrite: (fhir4.Resource & { id: string })[] = [...(writeResponse ? [{ ...response, id: grId }] : []), ...(proposal ? [proposal] : [])];
-    // Creating the proposal: under the lock `$decline` takes, and only if the Task is still
-    // absent (a `$decline` between our read and this write must not be put back to `requested`).
-    // This costs one more read, only when a Task is created.
-    const { written, error } = proposal && this.locks
-      ? await this.locks.withLock(proposalLockName(programId, patientId), async () => {
-          if (await this.fhir.readIfExists<fhir4.Task>('Task', taskId)) {
-            const withoutTask = toWrite.filter((resource) => resource !== proposal);
-            proposal = undefined;
-            return this.write(withoutTask);
-          }
-          return this.write(toWrite);
-        })
-      : await this.write(toWrite);
+    const { written, error } = await this.write([...(writeResponse ? [{ ...response, id: grId }] : []), ...(proposal ? [proposal] : [])]);
     const responseRefs = writeResponse ? written[0] : undefined;
     const taskRefs = proposal ? written[writeResponse ? 1 : 0] : undefined;
-    if (responseRefs && taskRefs && responseActivity === 'CREATE') {
-      // One Provenance for what one evaluation created.
-      await this.provenance?.record([...responseRefs, ...taskRefs], evidence, 'CREATE');
-    } else {
-      // Also when the other entry of the batch failed: what was written has its Provenance.
-      if (responseRefs) await this.provenance?.record(responseRefs, evidence, responseActivity);
-      if (taskRefs) await this.provenance?.record(taskRefs, evidence, 'CREATE');
-    }
-    if (error) throw error;
-    return { verdict, guidanceResponse: `GuidanceResponse/${grId}`, guidanceResponseWritten: writeResponse, ...(task ? { task } : {}), taskWritten: proposal !== undefined };
+    return {
+      recorded: { verdict, guidanceResponse: `GuidanceResponse/${grId}`, guidanceResponseWritten: writeResponse, ...(task ? { task } : {}), taskWritten: proposal !== undefined },
+      evidence,
+      ...(responseRefs ? { responseRefs } : {}),
+      ...(taskRefs ? { taskRefs } : {}),
+      responseActivity,
+      ...(error ? { error } : {}),
+    };
   }
 
   /**

@@ -1,12 +1,12 @@
 /**
  * A `$decline` must never be undone by a queued evaluation (found by the report tests of
  * issue #5): the evaluation reads "no proposal Task", the GP declines, then the evaluation
- * wrote its `requested` Task over the refusal. The evaluation now creates the Task under the
- * Redis lock `$decline` also takes, and only if the Task is still absent when it holds it.
+ * wrote its `requested` Task over the refusal. The evaluation now reads, evaluates and writes
+ * under the Redis lock `$decline` also takes, and creates the Task only if it was absent at
+ * that read.
  *
- * The test takes that lock itself to hold the evaluation between its read and its write, puts
- * a refusal on the FHIR server meanwhile (what a `$decline` that slipped in would have
- * written), then lets it go on.
+ * The test takes that lock itself to hold the evaluation, puts a refusal on the FHIR server
+ * meanwhile (what a `$decline` that slipped in would have written), then lets it go on.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../../src/domain/ids.js';
@@ -30,7 +30,7 @@ const FNMF_URL = 'http://forfait-fhir.org/fhir/PlanDefinition/fnmf-prediabetes';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('the GP proposal Task and $decline', () => {
-  it('an evaluation held between its read and its write does not put a declined proposal back to requested', async () => {
+  it('an evaluation held by the proposal lock does not put a declined proposal back to requested', async () => {
     // Not eligible at first (fasting glucose 1.40 g/L: above the range): no Task.
     const patientId = await seedFnmfPatient(t, team, 'race-1', { glucose: 1.4 });
     await t.drained();
@@ -54,12 +54,12 @@ describe('the GP proposal Task and $decline', () => {
       } satisfies fhir4.Observation);
       expect(pushed.status, JSON.stringify(pushed.body)).toBe(201);
       await eventually(async () => ((await t.evaluationQueue.getActiveCount()) > 0 ? true : undefined));
-      // Time for its read; then it waits for the lock: nothing written yet, the job still running.
+      // It waits for the lock: nothing written yet, the job still running.
       await sleep(1500);
       expect((await readResource<fhir4.GuidanceResponse>(t, 'GuidanceResponse', grId)).meta?.versionId, 'the evaluation waits for the lock').toBe(verdictVersion);
       expect(await t.evaluationQueue.getActiveCount()).toBeGreaterThan(0);
 
-      // The refusal lands between the evaluation's read and its write.
+      // The refusal lands while the evaluation waits.
       const refusal: fhir4.Task = {
         resourceType: 'Task',
         id: taskId,
