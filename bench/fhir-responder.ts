@@ -395,7 +395,9 @@ export class FhirResponder {
       if (method !== 'POST') throw new HttpError(400, 'bench responder: only POST / (batch, transaction) at the base');
       const bundle = body as fhir4.Bundle;
       const readOnly = (bundle.entry ?? []).every((e) => e.request?.method === 'GET');
-      if (top) this.tally(bundle.type === 'transaction' ? 'transaction' : readOnly ? 'batch-read' : 'batch-write', 'Bundle');
+      // A batch of writes is counted under the types it writes (`batch-write AuditEvent+Provenance`), so a benchmark can tell the verdict's writes from the audit trail's.
+      const written = readOnly || bundle.type === 'transaction' ? 'Bundle' : [...new Set((bundle.entry ?? []).map((e) => e.resource?.resourceType ?? '?'))].sort().join('+');
+      if (top) this.tally(bundle.type === 'transaction' ? 'transaction' : readOnly ? 'batch-read' : 'batch-write', written);
       return { status: 200, body: this.bundle(bundle) };
     }
     if (method === 'GET' && id && parts.length === 2) {

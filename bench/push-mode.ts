@@ -299,13 +299,14 @@ function perEvaluation(stats: ResponderStats, pushes: number, evaluations: numbe
   for (const [key, count] of Object.entries(stats.byType)) {
     const [kind, type] = key.split(' ') as [string, string];
     if (kind === 'conditional-create' && type === 'Observation') ingestCreates += count;
-    else if (kind === 'update' && type === 'AuditEvent') auditEvents += count;
+    else if ((kind === 'update' || kind === 'batch-write') && type === 'AuditEvent') auditEvents += count;
     else {
       if (READ_KINDS.includes(kind)) {
         if (type === 'Organization' || type === 'PractitionerRole' || type === 'Practitioner') result.directory += count;
         else result.reads += count;
       } else if (WRITE_KINDS.includes(kind)) {
-        if (type === 'Provenance') result.provenance += count;
+        // The audit worker's batches hold AuditEvents and Provenances: counted as Provenance writes.
+        if (type.split('+').includes('Provenance')) result.provenance += count;
         else result.verdictWrites += count;
       }
       detail.push(`${key} ${fmt(count / evaluations, 2)}`);

@@ -10,8 +10,14 @@
  * one resource. Transient failures are retried with exponential backoff (12 attempts from
  * 5 s: about 5.7 hours); a permanent refusal (4xx) fails the job at once and keeps it, with
  * its data, for 30 days. Completed jobs are removed after an hour.
+ *
+ * The worker writes in batches (`AuditBatchWriter`): the records of the jobs it runs at once go
+ * to the FHIR server as one batch Bundle of PUTs, so a busy audit queue costs one request per
+ * batch rather than one per record (the push benchmark counted 1.8 audit writes per push).
+ * Each job still succeeds or fails with its own entry.
  */
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
+import DataLoader from 'dataloader';
 import type { Logger } from 'pino';
 import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
 
@@ -74,6 +80,70 @@ export async function writeAuditResource(fhir: FhirServer, data: unknown): Promi
   return `${data.resourceType}/${data.id}`;
 }
 
+/** At most this many records in one batch Bundle. */
+export const AUDIT_BATCH_MAX = 50;
+/** How long a batch waits for more records once its first one arrived. */
+const AUDIT_BATCH_WINDOW_MS = 5;
+
+const isTransientStatus = (status: number): boolean => status === 0 || status === 408 || status === 429 || status >= 500;
+
+/**
+ * Coalesces the writes of concurrent audit jobs (dataloader: the records that arrive within
+ * `windowMs` of the first, up to `maxBatch`) into one batch Bundle of PUTs, and settles each
+ * job with its own entry: 2xx written; 408/429/5xx or no answer retried (the job throws a
+ * transient error); another 4xx failed at once (UnrecoverableError). A batch the server refuses
+ * as a whole (a server without batch support, a Bundle one record makes invalid) is written
+ * again one record at a time, so one bad record never fails the others.
+ */
+export class AuditBatchWriter {
+  private readonly loader: DataLoader<AuditResource & { id: string }, string>;
+
+  constructor(
+    private readonly fhir: FhirServer,
+    options: { maxBatch?: number; windowMs?: number } = {},
+  ) {
+    const windowMs = options.windowMs ?? AUDIT_BATCH_WINDOW_MS;
+    this.loader = new DataLoader((resources) => this.writeBatch(resources), {
+      // Writes, not reads: nothing is cached, a record written twice is written twice (same id: one resource).
+      cache: false,
+      maxBatchSize: options.maxBatch ?? AUDIT_BATCH_MAX,
+      batchScheduleFn: (callback) => setTimeout(callback, windowMs),
+    });
+  }
+
+  /** Writes one queued record (the job's data); resolves with its reference. */
+  write(data: unknown): Promise<string> {
+    if (!isAuditResource(data)) return Promise.reject(new UnrecoverableError('audit job: the data is not an AuditEvent or Provenance with an id'));
+    return this.loader.load(data);
+  }
+
+  private async writeBatch(resources: readonly (AuditResource & { id: string })[]): Promise<(string | Error)[]> {
+    const oneByOne = (): Promise<(string | Error)[]> => Promise.all(resources.map((resource) => writeAuditResource(this.fhir, resource).catch((error: unknown) => error as Error)));
+    if (resources.length === 1) return oneByOne();
+    let response: fhir4.Bundle;
+    try {
+      response = await this.fhir.batch({
+        resourceType: 'Bundle',
+        type: 'batch',
+        entry: resources.map((resource) => ({ resource, request: { method: 'PUT' as const, url: `${resource.resourceType}/${resource.id}` } })),
+      });
+    } catch (error) {
+      if (error instanceof FhirServerError && !error.transient) return oneByOne();
+      // Not written (or not known to be): every job of the batch is retried with its backoff.
+      return resources.map(() => (error instanceof Error ? error : new Error(String(error))));
+    }
+    return resources.map((resource, index) => {
+      const entry = response.entry?.[index];
+      const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
+      if (status >= 200 && status < 300) return `${resource.resourceType}/${resource.id}`;
+      const message = `FHIR batch: PUT ${resource.resourceType} answered ${entry?.response?.status ?? 'nothing'}`;
+      return isTransientStatus(status)
+        ? new FhirServerError(message, status, entry?.response?.outcome as fhir4.OperationOutcome | undefined, true)
+        : new UnrecoverableError(message);
+    });
+  }
+}
+
 export async function startAudit(deps: {
   connection: ConnectionOptions;
   prefix: string;
@@ -81,7 +151,7 @@ export async function startAudit(deps: {
   log: Logger;
   /** Only worker processes write; every process may queue. */
   runWorker: boolean;
-  /** @defaultValue 4 */
+  /** Jobs run at once, hence the largest batch. @defaultValue AUDIT_BATCH_MAX */
   concurrency?: number;
 }): Promise<AuditQueue> {
   const queue = new Queue<AuditJobData>(AUDIT_QUEUE, { connection: deps.connection, prefix: deps.prefix });
@@ -89,10 +159,12 @@ export async function startAudit(deps: {
 
   let worker: Worker<AuditJobData> | undefined;
   if (deps.runWorker) {
-    worker = new Worker<AuditJobData>(AUDIT_QUEUE, (job: Job<AuditJobData>) => writeAuditResource(deps.fhir, job.data), {
+    const concurrency = deps.concurrency ?? AUDIT_BATCH_MAX;
+    const writer = new AuditBatchWriter(deps.fhir, { maxBatch: concurrency });
+    worker = new Worker<AuditJobData>(AUDIT_QUEUE, (job: Job<AuditJobData>) => writer.write(job.data), {
       connection: deps.connection,
       prefix: deps.prefix,
-      concurrency: deps.concurrency ?? 4,
+      concurrency,
     });
     worker.on('error', (error) => deps.log.error({ err: { name: error.name, message: error.message } }, 'audit worker error'));
     // Job id and error only: the id names the AuditEvent/Provenance, the message a status.
