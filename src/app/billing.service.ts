@@ -8,7 +8,7 @@
  * new. Submission: one `Task` per claim records where it stands (`in-progress`, `completed`
  * with the ClaimResponse, `failed` with the gateway's OperationOutcome).
  */
-import { DateTime } from 'luxon';
+import { dayInZone } from '../domain/dates.js';
 import { dueClaims } from '../domain/billing/due.js';
 import { buildClaim } from '../domain/billing/claims.js';
 import { budgetReport, type BudgetReport } from '../domain/billing/budget.js';
@@ -66,7 +66,7 @@ export class BillingService implements ClaimsHandler {
   }
 
   private today(program: LoadedProgram): CalendarDate {
-    return DateTime.fromJSDate(this.now()).setZone(program.definition.timeZone).toISODate() as CalendarDate;
+    return dayInZone(this.now(), program.definition.timeZone);
   }
 
   private async organizationByIdentifier(identifier: { system: string; value: string }): Promise<fhir4.Organization | undefined> {

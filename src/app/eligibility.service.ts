@@ -7,7 +7,7 @@
  * against duplicates under retries and concurrent workers (LIBRARIES.md, "Conditional writes
  * are not race-proof everywhere").
  */
-import { DateTime } from 'luxon';
+import { dayInZone } from '../domain/dates.js';
 import { evaluateEligibility, observationCodesOfInterest } from '../domain/evaluate.js';
 import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
 import { enrolmentProposalTask, enrolmentProposalTaskId, guidanceResponseId, verdictToGuidanceResponse } from '../domain/verdict-fhir.js';
@@ -76,7 +76,7 @@ export class EligibilityService {
 
   /** Today in the program's time zone (the default `asOf`). */
   today(programId: string): CalendarDate {
-    return DateTime.fromJSDate(this.now()).setZone(this.program(programId).definition.timeZone).toISODate() as string;
+    return dayInZone(this.now(), this.program(programId).definition.timeZone);
   }
 
   /** Synchronous evaluation: reads, evaluates, writes nothing. */

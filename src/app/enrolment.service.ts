@@ -5,7 +5,7 @@
  * repeats harmlessly; CarePlans changed by sessions are written with If-Match and re-done on a
  * 412, so two sessions recorded at once never lose one.
  */
-import { DateTime } from 'luxon';
+import { dayInZone } from '../domain/dates.js';
 import type { Redis } from 'ioredis';
 import {
   buildEnrolment,
@@ -125,7 +125,7 @@ export class EnrolmentService {
   }
 
   today(program: LoadedProgram): CalendarDate {
-    return DateTime.fromJSDate(this.now()).setZone(program.definition.timeZone).toISODate() as CalendarDate;
+    return dayInZone(this.now(), program.definition.timeZone);
   }
 
   /** Serialises enrolments of one program (capacity and duplicates) across every process. */

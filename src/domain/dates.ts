@@ -43,6 +43,23 @@ export function assertValidZone(zone: string): void {
   validZones.add(zone);
 }
 
+const dayFormatters = new Map<string, Intl.DateTimeFormat>();
+
+/**
+ * The calendar date of an instant in `zone` (an IANA name). A cached Intl formatter: luxon's
+ * `setZone(...).toISODate()` cost about 0.2 ms per call, paid at every queued evaluation.
+ */
+export function dayInZone(instant: Date | number, zone: string): CalendarDate {
+  let formatter = dayFormatters.get(zone);
+  if (!formatter) {
+    assertValidZone(zone);
+    // en-CA formats a date as YYYY-MM-DD.
+    formatter = new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    dayFormatters.set(zone, formatter);
+  }
+  return formatter.format(instant);
+}
+
 /**
  * `dateSpanOf` is a pure function of (value, zone) and luxon's zone offsets are costly
  * (Intl formatToParts per DateTime): results are memoised, at most SPAN_CACHE_SIZE of them

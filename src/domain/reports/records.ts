@@ -10,7 +10,7 @@
  */
 import { DateTime } from 'luxon';
 import { PLAN_CODE_SYSTEM, PROGRAM_CODE_SYSTEM } from '../../programs/enrolment-schema.js';
-import { dateSpanOf } from '../dates.js';
+import { dateSpanOf, dayInZone } from '../dates.js';
 import { ENROLMENT_EXTENSIONS } from '../enrolment/types.js';
 import { referenceKey } from '../references.js';
 import type { CalendarDate } from '../types.js';
@@ -29,7 +29,6 @@ export interface Enrolment {
 
 const PLAIN_DATE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
 const DATE_TIME_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
-const dayFormatters = new Map<string, Intl.DateTimeFormat>();
 
 /**
  * The local day of a FHIR date or dateTime in `zone`, quickly: reports read every session and
@@ -46,12 +45,7 @@ function fastDay(value: string, zone: string): CalendarDate | undefined {
   if (!DATE_TIME_WITH_OFFSET.test(value)) return undefined;
   const instant = Date.parse(value);
   if (Number.isNaN(instant)) return undefined;
-  let formatter = dayFormatters.get(zone);
-  if (!formatter) {
-    formatter = new Intl.DateTimeFormat('en-CA', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit' });
-    dayFormatters.set(zone, formatter);
-  }
-  return formatter.format(instant);
+  return dayInZone(instant, zone);
 }
 
 /** First local day of a FHIR date/dateTime (a partial date: its first day). */

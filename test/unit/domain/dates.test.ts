@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { DateTime } from 'luxon';
 import {
   birthDateBounds,
   birthdayInYear,
   completedYears,
   dateSpanOf,
+  dayInZone,
   isOverAge,
   isWithinLookback,
   lookbackStart,
@@ -145,5 +147,29 @@ describe('age', () => {
     ['1980-02', '1980-02-01', '1980-02-29'],
   ])('birthDate %s is between %s and %s', (birthDate, earliest, latest) => {
     expect(birthDateBounds(birthDate, PARIS)).toEqual({ earliest, latest });
+  });
+});
+
+describe('dayInZone (today in a program time zone)', () => {
+  it('is the local calendar date of the instant, across midnight and DST changes', () => {
+    expect(dayInZone(Date.parse('2025-01-01T22:59:59Z'), 'Europe/Paris')).toBe('2025-01-01');
+    expect(dayInZone(Date.parse('2025-01-01T23:00:00Z'), 'Europe/Paris')).toBe('2025-01-02');
+    // Summer time: UTC+2.
+    expect(dayInZone(Date.parse('2025-06-30T21:59:59Z'), 'Europe/Paris')).toBe('2025-06-30');
+    expect(dayInZone(Date.parse('2025-06-30T22:00:00Z'), 'Europe/Paris')).toBe('2025-07-01');
+    // The day of the spring change (2025-03-30, 02:00 → 03:00) and an overseas department.
+    expect(dayInZone(new Date('2025-03-30T00:30:00Z'), 'Europe/Paris')).toBe('2025-03-30');
+    expect(dayInZone(Date.parse('2025-01-01T03:59:59Z'), 'America/Martinique')).toBe('2024-12-31');
+    expect(dayInZone(Date.parse('2024-02-29T12:00:00Z'), 'UTC')).toBe('2024-02-29');
+  });
+
+  it('gives what luxon gives, for instants over two years', () => {
+    for (let t = Date.parse('2024-01-01T00:00:00Z'); t < Date.parse('2026-01-01T00:00:00Z'); t += 3_600_000 * 7 + 13_000) {
+      expect(dayInZone(t, 'Europe/Paris')).toBe(DateTime.fromMillis(t).setZone('Europe/Paris').toISODate());
+    }
+  });
+
+  it('refuses a zone that is not an IANA name', () => {
+    expect(() => dayInZone(0, 'Mars/Olympus')).toThrow(/Invalid IANA time zone/);
   });
 });
