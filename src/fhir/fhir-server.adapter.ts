@@ -5,6 +5,7 @@
  */
 import { Client } from 'fhir-kit-client';
 import { SmartTokenError, toAccessTokenProvider, type AccessTokenProvider, type TokenProviderOption } from '../infra/smart-backend.js';
+import { timeoutSignal } from '../infra/timeout-signal.js';
 import { FhirServerError, type FhirServer, type FhirWriteResult } from './fhir-server.port.js';
 import { isFhirId as isValidFhirId } from '../domain/references.js';
 
@@ -124,7 +125,9 @@ export class HttpFhirServer implements FhirServer {
     const sleep = this.options.sleep ?? defaultSleep;
     let reauthenticated = false;
     for (let attempt = 1; ; attempt++) {
-      const signal = AbortSignal.timeout(timeoutMs);
+      // Not AbortSignal.timeout: see timeoutSignal.
+      const timeout = timeoutSignal(timeoutMs);
+      const signal = timeout.signal;
       try {
         const body = (await run(signal)) as fhir4.Resource & Record<string, unknown>;
         const response = Client.httpFor(body as never)?.response as Response | undefined;
@@ -157,6 +160,8 @@ export class HttpFhirServer implements FhirServer {
         const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
         const retryAfter = parseRetryAfter(error.config?.headers?.get?.('retry-after'));
         await sleep(Math.min(maxDelay, Math.max(backoff, retryAfter ?? 0)));
+      } finally {
+        timeout.clear();
       }
     }
   }

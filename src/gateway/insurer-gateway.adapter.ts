@@ -1,10 +1,11 @@
 /**
  * InsurerGateway over HTTP with the native fetch: one request per call (no retry loop here:
- * the claim queue retries for hours), a per-request `AbortSignal.timeout`, no redirects
+ * the claim queue retries for hours), a per-request timeout (timeoutSignal), no redirects
  * followed, and every failure turned into a GatewayError classified transient or permanent,
  * with the gateway's `Retry-After` and OperationOutcome kept. The contract is in
  * `insurer-gateway.port.ts`.
  */
+import { timeoutSignal } from '../infra/timeout-signal.js';
 import { parseRetryAfter } from '../fhir/fhir-server.adapter.js';
 import { createMtlsFetch, type MtlsMaterial, type MtlsRequestInit } from '../infra/mtls.js';
 import { SmartTokenError, toAccessTokenProvider, type AccessTokenProvider, type TokenProviderOption } from '../infra/smart-backend.js';
@@ -183,9 +184,10 @@ export class HttpInsurerGateway implements InsurerGateway {
   private async send(label: string, url: string, init: MtlsRequestInit, timeoutMs: number): Promise<{ response: Response; text: string }> {
     let response: Response;
     let text: string;
+    const timeout = timeoutSignal(timeoutMs);
     try {
       // `manual`: a redirect would be a second request (and a POST replayed elsewhere).
-      response = await this.fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+      response = await this.fetch(url, { ...init, redirect: 'manual', signal: timeout.signal });
       // Same signal: a body that trickles in past the timeout fails too.
       text = await response.text();
     } catch (raw) {
@@ -193,6 +195,8 @@ export class HttpInsurerGateway implements InsurerGateway {
       const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
       const reason = timedOut ? `timed out after ${timeoutMs} ms` : `network error (${error.cause?.code ?? error.cause?.message ?? error.message})`;
       throw new GatewayError(`gateway ${label}: ${reason}`, { status: 0 });
+    } finally {
+      timeout.clear();
     }
     return { response, text };
   }
