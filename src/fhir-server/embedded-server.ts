@@ -1,7 +1,7 @@
 /**
  * Embedded FHIR R4 server for demos and tests: Medplum's FhirRouter over its in-memory
  * repository, served over real HTTP so the adapter talks to it exactly as it talks to any
- * remote server (through fhir-kit-client). Its data lives in memory and is lost on exit.
+ * remote server (through HttpFhirServer). Its data lives in memory and is lost on exit.
  *
  * Known limits of the in-memory repository (see README): linear-scan search (except the
  * exact identifier/_tag lookups of conditional creates, indexed here), no quantity search,

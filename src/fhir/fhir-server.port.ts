@@ -1,6 +1,6 @@
 /**
  * What the adapter needs from a FHIR R4 server. The implementation (`fhir-server.adapter.ts`)
- * speaks HTTP through fhir-kit-client; the embedded server and HAPI FHIR both satisfy it.
+ * speaks HTTP (Node http with keep-alive); the embedded server and HAPI FHIR both satisfy it.
  */
 
 export interface FhirWriteResult<T extends fhir4.Resource> {

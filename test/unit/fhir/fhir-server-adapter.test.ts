@@ -1,6 +1,6 @@
 /**
  * Fault injection against HttpFhirServer: a fake remote FHIR server (nock intercepts
- * fhir-kit-client's fetch) answering errors, delays, Retry-After and paging links. Waits
+ * the adapter's http requests) answering errors, delays, Retry-After and paging links. Waits
  * between attempts are recorded through the injected `sleep` instead of slept.
  */
 import nock from 'nock';
