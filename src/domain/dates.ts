@@ -89,6 +89,24 @@ export function dateSpanOf(value: string | undefined, zone: string): DateSpan | 
   return span;
 }
 
+/** A dateTime with an offset whose fields are all in range (hour 24, second 60 and the like are left to luxon). */
+const STRICT_DATE_TIME_WITH_OFFSET = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-](0\d|1[0-4]):[0-5]\d)$/;
+
+/**
+ * The instant of a dateTime with an offset, without luxon (every pushed Observation has one, and
+ * each is new, so the span cache does not help): Date.parse once the calendar date is known to
+ * exist. Undefined for anything else (luxon decides).
+ */
+function instantWithOffset(text: string): number | undefined {
+  const match = STRICT_DATE_TIME_WITH_OFFSET.exec(text);
+  if (!match) return undefined;
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  if (month < 1 || month > 12 || day < 1) return undefined;
+  if (new Date(Date.UTC(year, month - 1, day)).getUTCDate() !== day) return undefined;
+  const instant = Date.parse(text);
+  return Number.isNaN(instant) ? undefined : instant;
+}
+
 function computeDateSpan(value: string, zone: string): DateSpan | undefined {
   const text = value.trim();
   const plain = plainDateBounds(text);
@@ -98,6 +116,11 @@ function computeDateSpan(value: string, zone: string): DateSpan | undefined {
     return plain === null ? undefined : { first: plain.first, last: plain.last, latestInstant: endOfInstant(text, plain.unit, zone) };
   }
   if (!DATE_TIME.test(text)) return undefined;
+  const fast = instantWithOffset(text);
+  if (fast !== undefined) {
+    const date = dayInZone(fast, zone);
+    return { first: date, last: date, latestInstant: fast };
+  }
   const instant = DateTime.fromISO(text, { zone });
   if (!instant.isValid) return undefined;
   const date = isoDate(instant);

@@ -72,6 +72,31 @@ describe('date arithmetic without luxon equals the luxon path', () => {
     );
   });
 
+  it('dateSpanOf of dateTimes with an offset (fields in and out of range, 0-9 fraction digits) equals luxon', () => {
+    const twoDigits = (max: number) => fc.integer({ min: 0, max }).map((n) => pad(n, 2));
+    const dateTime = fc
+      .tuple(
+        fc.integer({ min: 1900, max: 2100 }).map((y) => pad(y, 4)),
+        twoDigits(13),
+        twoDigits(32),
+        twoDigits(24),
+        twoDigits(60),
+        fc.option(twoDigits(60), { nil: undefined }),
+        fc.option(fc.integer({ min: 1, max: 9 }).chain((n) => fc.stringMatching(new RegExp(`^\\d{${n}}$`))), { nil: undefined }),
+        fc.oneof(fc.constant('Z'), fc.tuple(fc.constantFrom('+', '-'), twoDigits(15), fc.constantFrom('00', '30', '45', '59', '60')).map(([sign, h, m]) => `${sign}${h}:${m}`)),
+      )
+      .map(([y, mo, d, h, mi, sec, fraction, offset]) => `${y}-${mo}-${d}T${h}:${mi}${sec === undefined ? '' : `:${sec}${fraction === undefined ? '' : `.${fraction}`}`}${offset}`);
+    fc.assert(
+      fc.property(dateTime, zone, (value, tz) => {
+        const span = dateSpanOf(value, tz);
+        const instant = DateTime.fromISO(value, { zone: tz });
+        const reference = instant.isValid ? { first: isoDate(instant), last: isoDate(instant), latestInstant: instant.toMillis() } : undefined;
+        expect(span && { first: span.first, last: span.last, latestInstant: span.latestInstant }, value).toEqual(reference);
+      }),
+      { numRuns: RUNS * 3 },
+    );
+  });
+
   it('birthDateBounds of plain and partial dates (with surrounding spaces too)', () => {
     const text = fc.oneof(dateText, dateText.map((d) => d.slice(0, 7)), dateText.map((d) => ` ${d.slice(0, 4)} `));
     fc.assert(
