@@ -33,6 +33,7 @@ import {
   newPrefix,
   percent,
   percentile,
+  postFhir,
   redisUrl,
   sleep,
   startBenchService,
@@ -136,12 +137,8 @@ class Driver {
     const n = this.n++;
     const patientId = this.target.patients[n % this.target.patients.length] as string;
     const sent = now();
-    const response = await fetch(`${this.target.service.url}/fhir/Observation`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/fhir+json' },
-      body: JSON.stringify(observation(this.runId, n, patientId)),
-    });
-    const body = (await response.json()) as fhir4.Observation;
+    const response = await postFhir(`${this.target.service.url}/fhir/Observation`, observation(this.runId, n, patientId));
+    const body = response.body as fhir4.Observation;
     if (response.status !== 201) throw new Error(`push answered ${response.status}: ${JSON.stringify(body).slice(0, 300)}`);
     const trigger = `Observation/${body.id}${body.meta?.versionId ? `/_history/${body.meta.versionId}` : ''}`;
     const jobId = evaluationJobId(this.programs[0] as string, patientId, [trigger]);
