@@ -20,6 +20,7 @@ import { hostname } from 'node:os';
 import { smartBackendFromFiles } from './infra/smart-backend.js';
 import { loadMtlsMaterial } from './infra/mtls.js';
 import { CentreDirectoryCache } from './fhir/centre-directory.js';
+import { CoalescingFhirServer } from './fhir/coalescing-fhir-server.js';
 import { HttpFhirServer } from './fhir/fhir-server.adapter.js';
 import { startEmbeddedFhirServer, type EmbeddedFhirServer } from './fhir-server/embedded-server.js';
 import { createApp } from './http/app.js';
@@ -175,7 +176,8 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS, ...(fhirTokens ? { tokenProvider: fhirTokens } : {}) });
     const directoryGenerationKey = `${config.QUEUE_PREFIX}:centre-directory:generation`;
     const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS, () => redis.get(directoryGenerationKey));
-    const eligibility = new EligibilityService(fhir, catalog, directory, new RedisLocks(redis, config.QUEUE_PREFIX));
+    // Evaluations run several at a time and read alike: their batches share requests (see CoalescingFhirServer).
+    const eligibility = new EligibilityService(new CoalescingFhirServer(fhir), catalog, directory, new RedisLocks(redis, config.QUEUE_PREFIX));
     const enrolment = new EnrolmentService(fhir, catalog, eligibility, redis, config.QUEUE_PREFIX);
     const ingestion = new IngestionService(fhir, catalog, async () => {
       await redis.incr(directoryGenerationKey);

@@ -182,12 +182,12 @@ export class EligibilityService {
   }
 
   /**
-   * PUTs the resources in one request (an update, or a batch of PUTs): each one's versioned
-   * references, undefined for an entry the server refused (then `error` says why).
+   * PUTs the resources in one batch request (one PUT alone too: concurrent evaluations' batches
+   * may then travel together): each one's versioned references, undefined for an entry the
+   * server refused (then `error` says why).
    */
   private async write(resources: readonly (fhir4.Resource & { id: string })[]): Promise<{ written: (string[] | undefined)[]; error?: FhirServerError }> {
     if (resources.length === 0) return { written: [] };
-    if (resources.length === 1) return { written: [writtenReferences((await this.fhir.update(resources[0] as fhir4.Resource & { id: string })).resource)] };
     const response = await this.fhir.batch({
       resourceType: 'Bundle',
       type: 'batch',

@@ -100,8 +100,17 @@ function assertAnswer(operation: string, body: fhir4.Resource | undefined, resou
   if (id !== undefined && body?.id !== id) throw new FhirServerError(`FHIR ${operation} ${resourceType}: the server answered another resource`, 502, undefined, false);
 }
 
-function isReadOnly(bundle: fhir4.Bundle): boolean {
-  return (bundle.entry ?? []).every((entry) => entry.request?.method === 'GET' || entry.request?.method === 'HEAD');
+/**
+ * A batch safe to send again after a timeout or a 5xx: reads, and PUTs without a precondition
+ * (client-assigned ids: the same resources written again). A POST, a DELETE or a conditional
+ * write may have been applied the first time.
+ */
+function isRepeatable(bundle: fhir4.Bundle): boolean {
+  return (bundle.entry ?? []).every((entry) => {
+    const request = entry.request;
+    if (request?.method === 'GET' || request?.method === 'HEAD') return true;
+    return request?.method === 'PUT' && !request.ifMatch && !request.ifNoneMatch && !request.ifNoneExist && !request.ifModifiedSince && !request.url.includes('?');
+  });
 }
 
 export class HttpFhirServer implements FhirServer {
@@ -335,8 +344,8 @@ export class HttpFhirServer implements FhirServer {
   }
 
   async batch(bundle: fhir4.Bundle): Promise<fhir4.Bundle> {
-    // A batch may hold creates: same caution as a transaction.
-    const { body } = await this.call('batch', { method: 'POST', url: '', body: bundle }, !isReadOnly(bundle));
+    // A batch may hold creates: then the same caution as a transaction.
+    const { body } = await this.call('batch', { method: 'POST', url: '', body: bundle }, !isRepeatable(bundle));
     return body as fhir4.Bundle;
   }
 

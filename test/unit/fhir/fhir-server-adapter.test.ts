@@ -307,6 +307,22 @@ describe('writes that may have been applied are not replayed', () => {
     expect(error.status).toBe(500);
     expect(second.waits).toEqual([]);
   });
+
+  it('a batch of plain PUTs (client-assigned ids) is retried after a 500; one with an If-Match PUT is not', async () => {
+    const puts: fhir4.Bundle = { resourceType: 'Bundle', type: 'batch', entry: [{ resource: patient('p1'), request: { method: 'PUT', url: 'Patient/p1' } }] };
+    const batchResponse: fhir4.Bundle = { resourceType: 'Bundle', type: 'batch-response', entry: [{ response: { status: '200', location: 'Patient/p1/_history/2' } }] };
+    nock(ORIGIN).post('/fhir/').reply(500, outcome('exception', 'boom'), FHIR_JSON);
+    nock(ORIGIN).post('/fhir/').reply(200, batchResponse, FHIR_JSON);
+    const first = server();
+    await expect(first.fhir.batch(puts)).resolves.toEqual(batchResponse);
+    expect(first.waits).toHaveLength(1);
+
+    nock(ORIGIN).post('/fhir/').reply(500, outcome('exception', 'boom'), FHIR_JSON);
+    const second = server();
+    const conditional = { ...puts, entry: [{ resource: patient('p1'), request: { method: 'PUT' as const, url: 'Patient/p1', ifMatch: 'W/"1"' } }] };
+    expect((await failure(second.fhir.batch(conditional))).status).toBe(500);
+    expect(second.waits).toEqual([]);
+  });
 });
 
 describe('searchAll paging', () => {
