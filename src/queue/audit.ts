@@ -173,11 +173,25 @@ export async function startAudit(deps: {
     );
   }
 
+  // The records queued in the same turn of the event loop (a push's AuditEvent, the
+  // Provenances of concurrent evaluations) go to Redis in one addBulk: one round trip.
+  const adds = new DataLoader<AuditResource, true>(
+    async (resources) => {
+      try {
+        await queue.addBulk(resources.map((resource) => ({ name: resource.resourceType, data: resource, opts: auditJobOptions(resource) })));
+        return resources.map(() => true as const);
+      } catch (error) {
+        return resources.map(() => (error instanceof Error ? error : new Error(String(error))));
+      }
+    },
+    { cache: false, maxBatchSize: 100, batchScheduleFn: (callback) => setImmediate(callback) },
+  );
+
   return {
     queue,
     async add(resource) {
       if (!isAuditResource(resource)) throw new TypeError('audit: only an AuditEvent or Provenance with a FHIR id can be queued');
-      await queue.add(resource.resourceType, resource, auditJobOptions(resource));
+      await adds.load(resource);
     },
     async close() {
       await worker?.close();
