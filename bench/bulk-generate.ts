@@ -193,6 +193,35 @@ export async function generateBulk(dir: string, patients: number, seed = 42): Pr
   return { dir, patients, seed, files: output, manifest, bytes: list.reduce((sum, file) => sum + file.bytes, 0) };
 }
 
+/**
+ * Awkward NDJSON lines about the patients generated with `seed`, each exercising one path of
+ * the bulk reader: broken JSON, a non-resource, resources without a patient, a bad Patient
+ * id, CRLF, an orphan, an extension, multi-byte text, a second Patient for one id, an open
+ * EpisodeOfCare in the program, a Coverage, empty and blank lines, a last line without newline.
+ */
+export function awkwardLines(seed: number): string {
+  const p = (i: number): string => `s${seed}p${i}`;
+  const glucose = (id: string, patient: string, value: number, extra: Record<string, unknown> = {}): string =>
+    JSON.stringify({ resourceType: 'Observation', id, status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '1558-6', display: 'Glycémie à jeun 血糖 🩸' }] }, subject: { reference: `Patient/${patient}` }, effectiveDateTime: BENCH_AS_OF, valueQuantity: { value, unit: 'mg/dL', system: 'http://unitsofmeasure.org', code: 'mg/dL' }, ...extra });
+  return [
+    glucose('extra-1', p(1), 110),
+    '{"resourceType": "Observation", broken',
+    '',
+    '42',
+    '{"resourceType":"Observation","id":"no-subject","code":{"coding":[{"system":"http://loinc.org","code":"1558-6"}]}}',
+    '{"resourceType":"Observation","id":"group","code":{"coding":[{"system":"http://loinc.org","code":"1558-6"}]},"subject":{"reference":"Group/1"}}',
+    '{"resourceType":"Patient","id":"bad id é"}',
+    `${glucose('crlf', p(2), 105)}\r`,
+    glucose('orphan', 'nobody-here', 100),
+    glucose('fasting', p(3), 99, { extension: [{ url: 'http://example.org/fasting', valueBoolean: true }] }),
+    JSON.stringify({ resourceType: 'Patient', id: p(4), gender: 'female', birthDate: '1970-02-03', generalPractitioner: [{ reference: 'PractitionerRole/role-1' }] }),
+    JSON.stringify({ resourceType: 'EpisodeOfCare', id: 'ep-5', status: 'active', patient: { reference: `Patient/${p(5)}` }, type: [{ coding: [{ system: 'http://forfait-fhir.org/fhir/CodeSystem/program', code: 'fnmf-prediabetes' }] }] }),
+    JSON.stringify({ resourceType: 'Coverage', id: 'cov-6', status: 'active', beneficiary: { reference: `Patient/${p(6)}` }, payor: [{ reference: 'Organization/cpam' }] }),
+    '   ',
+    glucose('last', p(7), 120),
+  ].join('\n');
+}
+
 /** Generates once per (seed, size) into `root` (default the OS temp dir) and reuses it afterwards. */
 export async function cachedBulk(patients: number, seed = 42, root = os.tmpdir()): Promise<GeneratedSet> {
   const dir = path.join(root, `forfait-bulk-s${seed}-n${patients}`);

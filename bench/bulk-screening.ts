@@ -11,12 +11,13 @@
  * Reports total time, throughput as a ratio of the raw pass, peak resident memory (sampled
  * every 50 ms) and the Tasks written.
  *
- * Alone: `npx tsx bench/bulk-screening.ts [--quick] [--patients N] [--json]`.
+ * Alone: `npx tsx bench/bulk-screening.ts [--quick] [--patients N] [--workers N] [--json]` (workers:
+ * the screening's worker threads, default BULK_WORKERS' default, `os.availableParallelism()`).
  */
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -54,7 +55,7 @@ async function rawParsePass(files: readonly string[]): Promise<{ lines: number; 
   return { lines, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
-async function startFhirChild(): Promise<{ baseUrl: string; stop(): Promise<void> }> {
+export async function startFhirChild(): Promise<{ baseUrl: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'bulk-fhir-child.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const first = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
@@ -82,9 +83,11 @@ export interface BulkBenchResult {
   startRss: number;
   tasksWritten: number;
   counts: Record<string, number>;
+  /** sha256 (first 16 hex digits) of the verdict file then the error file: equal digests, same output. */
+  outputDigest: string;
 }
 
-export async function measure(patients: number): Promise<BulkBenchResult> {
+export async function measure(patients: number, workers?: number): Promise<BulkBenchResult> {
   const set = await cachedBulk(patients, 42);
 
   const fhirChild = await startFhirChild();
@@ -95,7 +98,7 @@ export async function measure(patients: number): Promise<BulkBenchResult> {
     const catalog = loadProgramCatalog({ mappingsDir: path.join(ROOT, 'mappings'), profilesDir: path.join(ROOT, 'profiles') });
     const fhir = new HttpFhirServer({ baseUrl: fhirChild.baseUrl, timeoutMs: 60_000, maxAttempts: 4 });
     const log = pino({ level: 'warn' });
-    const bulk = new BulkScreening({ fhir, catalog, directory: new CentreDirectoryCache(fhir, 60_000), redis, prefix, inputDir: set.dir, outputDir, log });
+    const bulk = new BulkScreening({ fhir, catalog, directory: new CentreDirectoryCache(fhir, 60_000), redis, prefix, inputDir: set.dir, outputDir, log, ...(workers ? { workers } : {}) });
     const screenings = new ScreeningStore(redis, prefix);
     const screenId = randomUUID();
     await screenings.create(screenId, PROGRAM, BENCH_AS_OF, new Date().toISOString(), undefined, 'bulk');
@@ -124,9 +127,11 @@ export async function measure(patients: number): Promise<BulkBenchResult> {
     const status = await screenings.get(screenId);
     const result = status?.result;
     if (!result) throw new Error(`bulk screening did not complete: ${status?.error ?? status?.state}`);
+    const digest = createHash('sha256');
+    for (const file of [...result.output, ...result.errors]) digest.update(await readFile(path.join(bulk.outputFolder(screenId), file.file)));
     // The baseline after the screening, so that its garbage does not count in the screening's peak RSS.
     const raw = await rawParsePass(set.files.map((file) => file.path));
-    return { patients: result.patients, resources: result.resources, rawSeconds: raw.seconds, seconds, peakRss, startRss, tasksWritten: result.tasksWritten, counts: result.counts };
+    return { patients: result.patients, resources: result.resources, rawSeconds: raw.seconds, seconds, peakRss, startRss, tasksWritten: result.tasksWritten, counts: result.counts, outputDigest: digest.digest('hex').slice(0, 16) };
   } finally {
     const stream = redis.scanStream({ match: `${prefix}:*`, count: 500 });
     for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys);
@@ -148,8 +153,8 @@ export const HEAP_LIMIT_MB = 384;
  * The measurement in a child process of its own (heap capped), so that the peak resident
  * memory is the screening's, not that of the benchmarks run before it in the runner.
  */
-export async function measureInChild(patients: number): Promise<BulkBenchResult> {
-  const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_LIMIT_MB}`, '--import', 'tsx', fileURLToPath(import.meta.url), '--json', '--patients', String(patients)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+export async function measureInChild(patients: number, workers?: number): Promise<BulkBenchResult> {
+  const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_LIMIT_MB}`, '--import', 'tsx', fileURLToPath(import.meta.url), '--json', '--patients', String(patients), ...(workers ? ['--workers', String(workers)] : [])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -205,13 +210,16 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const quick = process.argv.includes('--quick');
   const index = process.argv.indexOf('--patients');
   const patients = index > 0 ? Number(process.argv[index + 1]) : quick ? 100_000 : 1_000_000;
+  const workersAt = process.argv.indexOf('--workers');
+  const workers = workersAt > 0 ? Number(process.argv[workersAt + 1]) : undefined;
   if (process.argv.includes('--json')) {
-    const measured = await measure(patients);
+    const measured = await measure(patients, workers);
     process.stdout.write(`${JSON.stringify(measured)}\n`);
     process.exit(0);
   }
-  const result = await measureInChild(patients);
+  const result = await measureInChild(patients, workers);
   for (const row of rows(result, patients >= 1_000_000)) {
     process.stdout.write(`${row.name}: ${row.value}${row.baseline ? ` | baseline ${row.baseline}` : ''}${row.ratio ? ` | ${row.ratio}` : ''}${row.goal ? ` | goal ${row.goal}: ${row.met ? 'met' : 'NOT met'}` : ''}\n`);
   }
+  process.stdout.write(`bulk screening: output files sha256 ${result.outputDigest}\n`);
 }

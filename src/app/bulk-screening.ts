@@ -4,30 +4,35 @@
  * 1. Inputs: files under BULK_INPUT_DIR (`file://` URLs or paths; anything outside is refused),
  *    http(s) files on the FHIR server's own origin (no other host: no SSRF), an `$export`
  *    output manifest, or an `$export` this handler starts itself on the FHIR server.
- * 2. Partition: each NDJSON line is parsed once, keyed by its patient, reduced to what the
- *    program's criteria read (src/domain/bulk/reduce.ts) and appended to one of P partition
- *    files chosen by a hash of the patient id. Directory resources (Organization,
- *    PractitionerRole, Practitioner) are few and stay in memory.
- * 3. Evaluate: one partition at a time is read back, grouped per patient and judged by the
- *    pure rules (`evaluateEligibility`) with no FHIR request per patient. Memory holds one
- *    partition (about 1/P of the reduced input), whatever the population size.
+ * 2. Partition: the main thread cuts the inputs into blocks of whole lines and hands them to
+ *    worker threads (src/app/bulk-worker.ts, BULK_WORKERS of them). Each line is parsed once,
+ *    keyed by its patient, reduced to what the program's criteria read
+ *    (src/domain/bulk/reduce.ts) and appended to one of P partition files of its worker,
+ *    chosen by a hash of the patient id, in runs tagged with the block number
+ *    (src/domain/bulk/partition-codec.ts). Answers are taken in block order: line numbers in
+ *    errors and the directory are as if one thread had read. Directory resources
+ *    (Organization, PractitionerRole) are few and stay in memory.
+ * 3. Evaluate: the workers take one partition each at a time, read its runs back from every
+ *    worker's file in input order, group them per patient and judge them by the pure rules
+ *    (`evaluateEligibility`) with no FHIR request per patient. Answers are taken in partition
+ *    order, so the output is the same byte for byte whatever the number of workers. Memory
+ *    holds one partition per worker (about 1/P of the reduced input), whatever the
+ *    population size.
  * 4. Output: one compact verdict per line (Parameters NDJSON), input problems as
  *    OperationOutcome NDJSON, and a Task for each newly eligible patient (see `TaskWriter`).
  *
  * Nothing here logs or stores patient data: counts, file names, line numbers and server ids.
  */
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, realpath, rm, stat, type FileHandle } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { evaluateEligibility } from '../domain/evaluate.js';
-import { PatientJoin, centresOfPatient, compactVerdict, directoryWithInput, enrolledIn, recordOf, type PatientBucket } from '../domain/bulk/join.js';
-import { inputIssue, inputsOfManifest, type BulkInput, type OutputFile, type ScreeningCounts } from '../domain/bulk/manifest.js';
-import { PATIENT_TYPES, partitionOf, patientIdOf, reduceResource, reductionPlan } from '../domain/bulk/reduce.js';
+import { directoryWithInput } from '../domain/bulk/join.js';
+import { emptyCounts, inputIssue, inputsOfManifest, type BulkInput, type OutputFile, type ScreeningCounts } from '../domain/bulk/manifest.js';
+import { PATIENT_TYPES } from '../domain/bulk/reduce.js';
 import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
 import { enrolmentProposalTask, enrolmentProposalTaskId } from '../domain/verdict-fhir.js';
 import { proposalLockName, tryLockMany } from '../infra/redis-lock.js';
@@ -35,6 +40,7 @@ import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import { PROGRAM_CODE_SYSTEM } from './eligibility.service.js';
+import { BulkWorker, LINE_PROBLEM, type BlockAnswer, type BulkAnswer, type PartitionAnswer } from './bulk-pool.js';
 
 /** An input this adapter refuses (outside BULK_INPUT_DIR, a foreign host, not NDJSON...): a 400 at the request. */
 export class BulkInputError extends Error {
@@ -92,6 +98,13 @@ export interface BulkScreeningDeps {
   sleep?: (ms: number) => Promise<void>;
   /** Reduced bytes per partition (tests use a small value to get several partitions). */
   partitionBytes?: number;
+  /** Input bytes per block given to a worker (tests use a small value to get many blocks). */
+  blockBytes?: number;
+  /**
+   * Worker threads that parse and evaluate (config BULK_WORKERS).
+   * @defaultValue `os.availableParallelism()`
+   */
+  workers?: number;
 }
 
 const OUTPUT_FILE = 'Parameters.ndjson';
@@ -103,10 +116,20 @@ const FLUSH_BYTES = 256 * 1024;
 const MAX_PARTITIONS = 1000;
 const PARTITION_BUFFERS_BYTES = 32 * 1024 * 1024;
 const TASK_BATCH = 250;
+/** Input bytes per block handed to a worker (whole lines; a block is transferred, not copied). */
+const BLOCK_BYTES = 2 * 1024 * 1024;
+/** Blocks or partitions a worker is given ahead: it never waits for the next, memory stays bounded. */
+const TASKS_IN_FLIGHT_PER_WORKER = 2;
+/**
+ * V8 heap limit of each worker thread, for partitions of DEFAULT_PARTITION_BYTES of input (a
+ * worker holds one partition at a time); larger in proportion when partitions grow (inputs
+ * beyond MAX_PARTITIONS × DEFAULT_PARTITION_BYTES).
+ */
+const WORKER_HEAP_MB = 96;
 /** Redis set of the patients already proposed for a program by an earlier screening. */
 export const proposedKey = (prefix: string, programId: string): string => `${prefix}:bulk:proposed:${programId}`;
 
-const emptyCounts = (): ScreeningCounts => ({ eligible: 0, 'not-eligible': 0, undetermined: 0, error: 0 });
+const missingPatient = (name: string, lineNumber: number, type: string): string => `${name} line ${lineNumber}: ${type} without a Patient/{id} ${type === 'Patient' ? 'id' : 'reference'}`;
 
 /**
  * Where an input is, checked: a local file (inside `inputDir`) or a URL on the FHIR server's
@@ -159,6 +182,60 @@ export async function* ndjsonLines(chunks: AsyncIterable<string | Buffer | Uint8
   if (rest.length > 0) yield [rest];
 }
 
+/**
+ * Cuts a stream of bytes into blocks of whole lines (about `blockBytes`, cut after a newline:
+ * a multi-byte UTF-8 character never straddles two blocks), each block in an ArrayBuffer of
+ * its own so that it can be transferred to a worker thread (`allocate` gives a new or
+ * recycled one, at least as long as asked, at offset 0). The last block may end without a
+ * newline. A line longer than MAX_LINE_CHARS bytes is refused instead of buffered. A chunk is
+ * copied before the next is asked for: the source may reuse its buffer.
+ */
+export async function* ndjsonBlocks(chunks: AsyncIterable<Uint8Array>, blockBytes = BLOCK_BYTES, allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(new ArrayBuffer(bytes))): AsyncGenerator<Uint8Array> {
+  let block = allocate(blockBytes);
+  let filled = 0;
+  for await (const chunk of chunks) {
+    let taken = 0;
+    while (taken < chunk.length) {
+      const room = block.length - filled;
+      const part = Math.min(room, chunk.length - taken);
+      block.set(chunk.subarray(taken, taken + part), filled);
+      filled += part;
+      taken += part;
+      if (filled < block.length) continue;
+      const cut = block.lastIndexOf(0x0a) + 1;
+      if (cut === 0) {
+        // No newline in a full block: one long line, grown up to the limit.
+        if (block.length >= MAX_LINE_CHARS) throw new BulkInputError(`an input line is longer than ${MAX_LINE_CHARS} bytes`);
+        const grown = allocate(Math.min(MAX_LINE_CHARS + 1, block.length * 2));
+        grown.set(block);
+        block = grown;
+        continue;
+      }
+      const next = allocate(Math.max(blockBytes, filled - cut));
+      next.set(block.subarray(cut, filled));
+      yield block.subarray(0, cut);
+      block = next;
+      filled -= cut;
+    }
+  }
+  if (filled > 0) yield block.subarray(0, filled);
+}
+
+/** A file's bytes, read into one reused buffer (each chunk is valid until the next is asked for). */
+async function* readChunks(file: string, chunkBytes = 1024 * 1024): AsyncGenerator<Uint8Array> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = new Uint8Array(chunkBytes);
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) return;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Appends text to a file through a buffer (one write per FLUSH_BYTES). */
 class BufferedFile {
   private parts: string[] = [];
@@ -178,6 +255,15 @@ class BufferedFile {
     this.parts.push(text, '\n');
     this.size += text.length + 1;
     this.count += 1;
+    return this.size >= this.flushBytes ? this.flush() : undefined;
+  }
+
+  /** Several lines at once: `text` holds `count` lines, each ending with a newline. */
+  lines(text: string, count: number): Promise<void> | undefined {
+    if (count === 0) return undefined;
+    this.parts.push(text);
+    this.size += text.length;
+    this.count += count;
     return this.size >= this.flushBytes ? this.flush() : undefined;
   }
 
@@ -239,6 +325,7 @@ export class BulkScreening {
 
     const errors = await BufferedFile.create(path.join(folder, ERROR_FILE));
     const output = await BufferedFile.create(path.join(folder, OUTPUT_FILE));
+    let pool: BulkWorker[] = [];
     try {
       let inputs = job.inputs ?? [];
       if (job.source === 'export') {
@@ -251,118 +338,107 @@ export class BulkScreening {
         progress.phase = 'reading';
       }
       inputs = await this.expandManifests(inputs);
-      const plan = reductionPlan(program, deps.catalog);
       const estimated = await this.estimateBytes(inputs);
       const partitions = Math.min(MAX_PARTITIONS, Math.max(4, Math.ceil(estimated / (deps.partitionBytes ?? DEFAULT_PARTITION_BYTES))));
-      // All partition buffers together stay under PARTITION_BUFFERS_BYTES, however many partitions.
-      const flushBytes = Math.max(16 * 1024, Math.min(FLUSH_BYTES, Math.floor(PARTITION_BUFFERS_BYTES / partitions)));
-      const writers = await Promise.all(Array.from({ length: partitions }, (_, i) => BufferedFile.create(path.join(partitionsDir, `${i}.ndjson`), flushBytes)));
+      const workers = Math.max(1, Math.floor(deps.workers ?? os.availableParallelism()));
+      // All partition buffers of all workers together stay under PARTITION_BUFFERS_BYTES.
+      const flushBytes = Math.max(16 * 1024, Math.min(FLUSH_BYTES, Math.floor(PARTITION_BUFFERS_BYTES / partitions / workers)));
+      const shared = { valueSets: deps.catalog.valueSets, units: deps.catalog.units };
+      const heapMb = Math.min(1024, Math.max(WORKER_HEAP_MB, Math.ceil((WORKER_HEAP_MB * estimated) / partitions / DEFAULT_PARTITION_BYTES)));
+      pool = Array.from({ length: workers }, (_, worker) => new BulkWorker({ worker, program, shared, partitions, partitionsDir, flushBytes }, heapMb));
+      const inFlightLimit = workers * TASKS_IN_FLIGHT_PER_WORKER;
+      const leastBusy = (): BulkWorker => pool.reduce((best, worker) => (worker.busy < best.busy ? worker : best));
+
+      // Reading: blocks of whole lines go to the workers; their answers are taken in block order,
+      // so that line numbers, the error file and the directory are as if read by one thread.
       const organizations = new Map<string, fhir4.Organization>();
       const roles: fhir4.PractitionerRole[] = [];
       let skipped = 0;
-      try {
-        for (const input of inputs) {
-          const name = this.describe(input);
-          let lineNumber = 0;
-          for await (const lines of ndjsonLines(await this.openInput(input))) {
-            for (const line of lines) {
-              lineNumber += 1;
-              if (line.length === 0 || line === '\r') continue;
-              progress.resources += 1;
-              let resource: fhir4.Resource;
-              try {
-                resource = JSON.parse(line) as fhir4.Resource;
-              } catch {
-                await errors.line(JSON.stringify(inputIssue('structure', `${name} line ${lineNumber}: not valid JSON`, `${name}:${lineNumber}`)));
-                continue;
-              }
-              if (typeof resource !== 'object' || resource === null || typeof resource.resourceType !== 'string') {
-                await errors.line(JSON.stringify(inputIssue('structure', `${name} line ${lineNumber}: not a FHIR resource`, `${name}:${lineNumber}`)));
-                continue;
-              }
-              const type = resource.resourceType;
-              if (type === 'Organization') {
-                const organization = resource as fhir4.Organization;
-                if (organization.id) organizations.set(`Organization/${organization.id}`, { resourceType: 'Organization', id: organization.id, ...(organization.meta?.versionId ? { meta: { versionId: organization.meta.versionId } } : {}), ...(organization.identifier ? { identifier: organization.identifier } : {}) });
-                continue;
-              }
-              if (type === 'PractitionerRole') {
-                const role = resource as fhir4.PractitionerRole;
-                roles.push({ resourceType: 'PractitionerRole', ...(role.id ? { id: role.id } : {}), ...(role.meta?.versionId ? { meta: { versionId: role.meta.versionId } } : {}), ...(role.active !== undefined ? { active: role.active } : {}), ...(role.organization ? { organization: role.organization } : {}), ...(role.practitioner ? { practitioner: role.practitioner } : {}) });
-                continue;
-              }
-              if (!(PATIENT_TYPES as readonly string[]).includes(type)) {
-                skipped += 1;
-                continue;
-              }
-              const patientId = patientIdOf(resource);
-              if (patientId === undefined) {
-                await errors.line(JSON.stringify(inputIssue('required', `${name} line ${lineNumber}: ${type} without a Patient/{id} ${type === 'Patient' ? 'id' : 'reference'}`, `${name}:${lineNumber}`)));
-                continue;
-              }
-              const reduced = reduceResource(resource, plan);
-              if (!reduced) continue;
-              const writer = writers[partitionOf(patientId, partitions)] as BufferedFile;
-              const written = writer.line(JSON.stringify(reduced));
-              if (written) await written;
-            }
-            await report();
-          }
+      const reading: { input: number; name: string; answer: Promise<BulkAnswer> }[] = [];
+      let linesBefore = 0;
+      let lastInput = -1;
+      const takeBlock = async (): Promise<void> => {
+        const next = reading.shift();
+        if (!next) return;
+        const answer = (await next.answer) as BlockAnswer;
+        if (next.input !== lastInput) {
+          lastInput = next.input;
+          linesBefore = 0;
         }
-      } finally {
-        await Promise.all(writers.map((writer) => writer.close()));
+        for (let i = 0; i < answer.problemLines.length; i += 1) {
+          const lineNumber = linesBefore + (answer.problemLines[i] as number);
+          const where = `${next.name}:${lineNumber}`;
+          const code = answer.problemCodes[i] as number;
+          const issue =
+            code === LINE_PROBLEM.notJson
+              ? inputIssue('structure', `${next.name} line ${lineNumber}: not valid JSON`, where)
+              : code === LINE_PROBLEM.notResource
+                ? inputIssue('structure', `${next.name} line ${lineNumber}: not a FHIR resource`, where)
+                : inputIssue('required', missingPatient(next.name, lineNumber, PATIENT_TYPES[code - LINE_PROBLEM.noPatient] ?? 'resource'), where);
+          await errors.line(JSON.stringify(issue));
+        }
+        linesBefore += answer.lines;
+        progress.resources += answer.resources;
+        skipped += answer.skipped;
+        for (const organization of answer.organizations) organizations.set(`Organization/${organization.id}`, organization);
+        for (const role of answer.roles) roles.push(role);
+        if (freeBlocks.length <= inFlightLimit) freeBlocks.push(answer.bytes.buffer as ArrayBuffer);
+        await report();
+      };
+      // Block buffers come back with their answers and are reused: no garbage per block.
+      const freeBlocks: ArrayBuffer[] = [];
+      const allocate = (bytes: number): Uint8Array => {
+        const index = freeBlocks.findIndex((buffer) => buffer.byteLength >= bytes);
+        return new Uint8Array(index >= 0 ? (freeBlocks.splice(index, 1)[0] as ArrayBuffer) : new ArrayBuffer(bytes));
+      };
+      let block = 0;
+      for (const [index, input] of inputs.entries()) {
+        const name = this.describe(input);
+        for await (const bytes of ndjsonBlocks(await this.openInput(input), deps.blockBytes ?? BLOCK_BYTES, allocate)) {
+          while (reading.length >= inFlightLimit) await takeBlock();
+          const answer = leastBusy().ask({ kind: 'block', block, bytes }, [bytes.buffer as ArrayBuffer]);
+          answer.catch(() => undefined); // awaited in order by takeBlock; a failure is thrown there
+          reading.push({ input: index, name, answer });
+          block += 1;
+        }
       }
+      while (reading.length > 0) await takeBlock();
+      await Promise.all(pool.map((worker) => worker.ask({ kind: 'end-read' })));
 
       const directory = directoryWithInput(program, await deps.directory.get(program), organizations.values(), roles);
       progress.phase = 'evaluating';
       await report(true);
+      await Promise.all(pool.map((worker) => worker.ask({ kind: 'evaluate-setup', directory, organizations, asOf: job.asOf, programCodeSystem: PROGRAM_CODE_SYSTEM, ...(job.centre ? { centre: job.centre } : {}) })));
+
+      // Evaluating: partitions go to the workers, their answers are taken in partition order
+      // (the output file and the Tasks in the same order whatever the number of workers).
       const tasks = new TaskWriter(deps, program, this.now);
       let orphans = 0;
       let patients = 0;
-      for (let index = 0; index < partitions; index += 1) {
-        const file = path.join(partitionsDir, `${index}.ndjson`);
-        const join = new PatientJoin();
-        const text = await readFile(file, 'utf8');
-        let start = 0;
-        while (start < text.length) {
-          let end = text.indexOf('\n', start);
-          if (end < 0) end = text.length;
-          if (end > start) join.add(JSON.parse(text.slice(start, end)) as fhir4.Resource);
-          start = end + 1;
-        }
-        await rm(file, { force: true });
-        let sinceYield = 0;
-        for (const [patientId, bucket] of join.buckets) {
-          if (!bucket.patient) {
-            orphans += 1;
-            continue;
-          }
-          if (job.centre && !centresOfPatient(bucket.patient, directory).has(job.centre)) continue;
-          patients += 1;
-          let verdict: EligibilityVerdict;
-          try {
-            verdict = evaluateEligibility(program, deps.catalog, recordOf(bucket as PatientBucket & { patient: fhir4.Patient }, organizations), directory, job.asOf);
-          } catch (error) {
-            counts.error += 1;
-            await errors.line(JSON.stringify(inputIssue('exception', `Patient/${patientId}: evaluation failed (${(error as Error).name})`)));
-            continue;
-          }
-          counts[verdict.outcome] += 1;
-          progress.evaluated += 1;
-          const written = output.line(JSON.stringify(compactVerdict(patientId, verdict)));
-          if (written) await written;
-          if (verdict.outcome === 'eligible' && !enrolledIn(bucket, program.definition.id, PROGRAM_CODE_SYSTEM)) {
-            await tasks.propose(patientId, verdict, bucket.patient.generalPractitioner?.[0]?.reference);
-          }
-          sinceYield += 1;
-          if (sinceYield >= 2000) {
-            sinceYield = 0;
-            await report();
-            await yieldToLoop();
-          }
-        }
+      const evaluating: Promise<BulkAnswer>[] = [];
+      const takePartition = async (): Promise<void> => {
+        const next = evaluating.shift();
+        if (!next) return;
+        const answer = (await next) as PartitionAnswer;
+        const written = output.lines(answer.output, answer.outputLines);
+        if (written) await written;
+        for (const line of answer.errors) await errors.line(line);
+        for (const outcome of Object.keys(counts) as (keyof ScreeningCounts)[]) counts[outcome] += answer.counts[outcome];
+        orphans += answer.orphans;
+        patients += answer.patients;
+        progress.evaluated += answer.outputLines;
+        for (const candidate of answer.candidates) await tasks.propose(candidate.patientId, candidate.verdict, candidate.gp);
         await report();
+      };
+      for (let partition = 0; partition < partitions; partition += 1) {
+        while (evaluating.length >= inFlightLimit) await takePartition();
+        const answer = leastBusy().ask({ kind: 'partition', partition, workers });
+        answer.catch(() => undefined); // awaited in order by takePartition
+        evaluating.push(answer);
       }
+      while (evaluating.length > 0) await takePartition();
+      await Promise.all(pool.splice(0).map((worker) => worker.stop()));
+
       progress.phase = 'writing-tasks';
       progress.patients = patients;
       await report(true);
@@ -382,6 +458,7 @@ export class BulkScreening {
         tasksWritten: tasks.written,
       };
     } catch (error) {
+      await Promise.all(pool.splice(0).map((worker) => worker.stop()));
       await output.close().catch(() => undefined);
       await errors.close().catch(() => undefined);
       await rm(partitionsDir, { recursive: true, force: true });
@@ -399,11 +476,11 @@ export class BulkScreening {
     return (async () => ({ ...extra, ...(this.deps.accessToken ? { Authorization: `Bearer ${await this.deps.accessToken()}` } : {}) }))();
   }
 
-  private async openInput(input: BulkInput): Promise<AsyncIterable<string | Buffer>> {
+  private async openInput(input: BulkInput): Promise<AsyncIterable<Uint8Array>> {
     const location = locateInput(input.url, { fhirBaseUrl: this.deps.fhir.baseUrl, ...(this.deps.inputDir ? { inputDir: this.deps.inputDir } : {}) });
     if (location.kind === 'file') {
       await this.assertRealPathInside(location.path);
-      return createReadStream(location.path, { highWaterMark: 1024 * 1024 });
+      return readChunks(location.path);
     }
     const response = await this.fetch(location.url, { headers: await this.headers({ Accept: 'application/fhir+ndjson' }), redirect: 'error' });
     if (!response.ok || !response.body) throw new BulkInputError(`an input file answered HTTP ${response.status}`);

@@ -2,6 +2,7 @@
  * Configuration, read once from the environment and validated; defaults live here and
  * nowhere else. Every variable is documented in the README's configuration table.
  */
+import os from 'node:os';
 import { z } from 'zod';
 
 const booleanish = z
@@ -94,6 +95,8 @@ const configSchema = z.object({
   BULK_INPUT_DIR: z.string().min(1).optional(),
   /** Where bulk screenings write their results (one folder per screening). Default: `<os tmpdir>/forfait-fhir-bulk`. */
   BULK_OUTPUT_DIR: z.string().min(1).optional(),
+  /** Worker threads a bulk screening parses and evaluates with. Default: the CPUs Node may use (`os.availableParallelism()`). */
+  BULK_WORKERS: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
   /** pino level. */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds a completed job is kept (its id then deduplicates re-sent data). */

@@ -17,7 +17,14 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BENCH_AS_OF, generateBulk, type GeneratedSet } from '../../bench/bulk-generate.js';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { BENCH_AS_OF, BENCH_CENTRE, awkwardLines, generateBulk, type GeneratedSet } from '../../bench/bulk-generate.js';
+import { BulkScreening, type BulkProgress, type BulkResult } from '../../src/app/bulk-screening.js';
+import { CentreDirectoryCache } from '../../src/fhir/centre-directory.js';
+import { HttpFhirServer } from '../../src/fhir/fhir-server.adapter.js';
+import { startEmbeddedFhirServer, type EmbeddedFhirServer } from '../../src/fhir-server/embedded-server.js';
+import { loadProgramCatalog } from '../../src/programs/load-programs.js';
 import { assertValid, validateResource } from '../../src/fhir/validation.js';
 import { SCREENING_QUEUE } from '../../src/queue/queues.js';
 import { redisOptionsFromUrl } from '../../src/service.js';
@@ -362,5 +369,87 @@ describe('bulk $screen with authentication: centre isolation', () => {
     expect(asB.status).toBe(404);
     expect(asB.body.resourceType).toBe('OperationOutcome');
     expect((await s.request('GET', `/fhir/_async/${a.id}`, { token: tokenB })).status).toBe(404);
+  });
+});
+
+describe('bulk screening on worker threads', () => {
+  let fhirServer: EmbeddedFhirServer;
+  let redis: Redis;
+  const prefix = `bulk-threads-${Date.now().toString(36)}`;
+  const catalog = loadProgramCatalog({ mappingsDir: path.join(__dirname, '../../mappings'), profilesDir: path.join(__dirname, '../../profiles') });
+
+  beforeAll(async () => {
+    fhirServer = await startEmbeddedFhirServer({ port: 0 });
+    redis = new Redis(redisOptionsFromUrl(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'));
+  });
+  afterAll(async () => {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+    await fhirServer.close();
+  });
+
+  /** One screening of the generated set plus awkward lines, in many blocks and partitions, on `workers` threads. */
+  async function screenWith(workers: number, screenId: string, centre?: string): Promise<{ result: BulkResult; files: Record<string, string> }> {
+    const fhir = new HttpFhirServer({ baseUrl: fhirServer.baseUrl, timeoutMs: 30_000, maxAttempts: 2 });
+    const bulk = new BulkScreening({
+      fhir,
+      catalog,
+      directory: new CentreDirectoryCache(fhir, 60_000),
+      redis,
+      // A prefix per run: each run proposes its eligible patients afresh (Tasks already there are not rewritten).
+      prefix: `${prefix}-${screenId}`,
+      inputDir,
+      outputDir: path.join(root, 'threads-out'),
+      log: pino({ level: 'silent' }),
+      partitionBytes: 16 * 1024,
+      blockBytes: 8 * 1024,
+      workers,
+      now: () => new Date('2026-11-01T09:00:00Z'),
+    });
+    const awkward = path.join(inputDir, 'threads', 'Awkward.ndjson');
+    mkdirSync(path.dirname(awkward), { recursive: true });
+    // 300 good lines first: the awkward ones are in a later block (their line numbers count every block before).
+    const filler = `${JSON.stringify({ resourceType: 'Coverage', id: 'filler', status: 'active', beneficiary: { reference: 'Patient/s11p0' }, payor: [{ reference: 'Organization/cpam' }] })}\n`;
+    writeFileSync(awkward, filler.repeat(300) + awkwardLines(11));
+    const inputs = [...set.files.map((file) => ({ type: file.type, url: file.path })), { url: awkward }];
+    const progress: BulkProgress[] = [];
+    const result = await bulk.run({ screenId, programId: PROGRAM, asOf: BENCH_AS_OF, inputs, ...(centre ? { centre } : {}) }, async (p) => {
+      progress.push(p);
+    });
+    expect(progress.some((p) => p.phase === 'evaluating'), 'progress is reported').toBe(true);
+    const files = Object.fromEntries([...result.output, ...result.errors].map((file) => [file.file, readFileSync(path.join(bulk.outputFolder(screenId), file.file), 'utf8')]));
+    return { result, files };
+  }
+
+  it('gives the same output files, counts and Tasks on one thread and on three', async () => {
+    const one = await screenWith(1, 'one');
+    const three = await screenWith(3, 'three');
+    expect(three.files).toEqual(one.files);
+    // Same FHIR server: the second run finds the first one's Tasks (written 0) and remembers the same patients.
+    expect({ ...three.result, tasksWritten: 0 }).toEqual({ ...one.result, tasksWritten: 0 });
+    expect(one.result.tasksWritten).toBeGreaterThan(0);
+    const proposed = async (screenId: string): Promise<string[]> => (await redis.smembers(`${prefix}-${screenId}:bulk:proposed:${PROGRAM}`)).sort();
+    expect(await proposed('three')).toEqual(await proposed('one'));
+    expect((await proposed('one')).length).toBe(one.result.tasksWritten);
+    expect(one.result.patients).toBe(PATIENTS);
+    const errors = one.files['OperationOutcome.ndjson']!.trim().split('\n').map((line) => JSON.parse(line) as fhir4.OperationOutcome);
+    expect(errors.map((outcome) => outcome.issue[0]?.diagnostics)).toEqual([
+      'Awkward.ndjson line 302: not valid JSON',
+      'Awkward.ndjson line 304: not a FHIR resource',
+      'Awkward.ndjson line 305: Observation without a Patient/{id} reference',
+      'Awkward.ndjson line 306: Observation without a Patient/{id} reference',
+      'Awkward.ndjson line 307: Patient without a Patient/{id} id',
+      'Awkward.ndjson line 314: not valid JSON',
+      '1 patient(s) referenced by input resources have no Patient resource in the input; their resources were not screened',
+    ]);
+  });
+
+  it("gives the same centre's screening on two threads as on one", async () => {
+    const centre = `${BENCH_CENTRE.system}|${BENCH_CENTRE.value}`;
+    const one = await screenWith(1, 'centre-one', centre);
+    const two = await screenWith(2, 'centre-two', centre);
+    expect(two.files).toEqual(one.files);
+    expect(one.result.patients).toBeLessThan(PATIENTS);
   });
 });

@@ -161,3 +161,24 @@ export function compactVerdict(patientId: string, verdict: EligibilityVerdict, p
     ],
   };
 }
+
+/** JSON of one criterion's part of a verdict line, by code and status (few distinct: built once each). */
+const criterionJson = new Map<string, string>();
+
+/**
+ * `JSON.stringify(compactVerdict(patientId, verdict))`, byte for byte, without building the
+ * Parameters first: the bulk output writes one per patient, and the criteria's parts repeat.
+ */
+export function compactVerdictLine(patientId: string, verdict: EligibilityVerdict): string {
+  let line = `{"resourceType":"Parameters","parameter":[{"name":"subject","valueReference":{"reference":${JSON.stringify(`Patient/${patientId}`)}}},{"name":"program","valueString":${JSON.stringify(verdict.program)}},{"name":"asOf","valueDate":${JSON.stringify(verdict.asOf)}},{"name":"outcome","valueCode":${JSON.stringify(verdict.outcome)}}`;
+  for (const criterion of verdict.criteria) {
+    const key = `${criterion.code}\u0000${criterion.status}`;
+    let json = criterionJson.get(key);
+    if (json === undefined) {
+      json = JSON.stringify({ name: 'criterion', part: [{ name: 'code', valueCode: criterion.code }, { name: 'status', valueCode: criterion.status }] });
+      if (criterionJson.size < 10_000) criterionJson.set(key, json);
+    }
+    line += `,${json}`;
+  }
+  return `${line}]}`;
+}

@@ -45,6 +45,8 @@ export type ScreeningCounts = {
   error: number;
 };
 
+export const emptyCounts = (): ScreeningCounts => ({ eligible: 0, 'not-eligible': 0, undetermined: 0, error: 0 });
+
 export interface OutputFile {
   /** Resource type of the file's lines. */
   type: string;

@@ -1,0 +1,233 @@
+/**
+ * A worker thread of a bulk screening (started by src/app/bulk-pool.ts).
+ *
+ * Reading: each input block (whole NDJSON lines) is parsed line by line, each resource keyed
+ * by its patient, reduced (src/domain/bulk/reduce.ts) and appended, as one run per block, to
+ * this worker's file of the patient's partition. Directory resources go back to the main
+ * thread, and so do the input problems, by line number within the block (the main thread
+ * knows where the block starts).
+ *
+ * Evaluating: a partition's runs, from every worker's file, are read back in input order,
+ * grouped per patient and judged by the pure rules; the answer holds the verdict lines, the
+ * counts and the eligible patients to propose (the main thread writes the files and Tasks).
+ *
+ * Synchronous file I/O on purpose: this thread does nothing else meanwhile.
+ * Nothing here logs; answers hold server ids, counts and verdicts, never names or values.
+ */
+import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { PatientJoin, centresOfPatient, compactVerdictLine, enrolledIn, recordOf, type PatientBucket } from '../domain/bulk/join.js';
+import { emptyCounts, inputIssue } from '../domain/bulk/manifest.js';
+import { PartitionRunWriter, runsInInputOrder } from '../domain/bulk/partition-codec.js';
+import { PATIENT_TYPES, partitionOf, patientIdOf, reduceResource, reductionPlan } from '../domain/bulk/reduce.js';
+import { evaluateEligibility } from '../domain/evaluate.js';
+import type { CalendarDate, CentreDirectory, EligibilityVerdict } from '../domain/types.js';
+import { LINE_PROBLEM, type BlockAnswer, type BulkAnswer, type BulkTask, type BulkWorkerData, type PartitionAnswer, type ProposalCandidate } from './bulk-pool.js';
+
+const data = workerData as BulkWorkerData;
+const plan = reductionPlan(data.program, data.shared);
+const partitions = data.partitions;
+const fileOf = (worker: number, partition: number): string => path.join(data.partitionsDir, `${worker}-${partition}.bin`);
+
+/** Appends bytes to this worker's file of a partition (opened for each append: P files, few appends each). */
+function appendTo(partition: number, bytes: Uint8Array): void {
+  const fd = openSync(fileOf(data.worker, partition), 'a');
+  try {
+    let written = 0;
+    while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One buffer per partition, reused for the whole run (no garbage per block). */
+const writers: PartitionRunWriter[] = Array.from({ length: partitions }, (_, partition) => new PartitionRunWriter(data.flushBytes, (bytes) => appendTo(partition, bytes)));
+
+function readBlock(block: number, bytes: Uint8Array): BlockAnswer {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  const problemLines: number[] = [];
+  const problemCodes: number[] = [];
+  const organizations: fhir4.Organization[] = [];
+  const roles: fhir4.PractitionerRole[] = [];
+  let lines = 0;
+  let resources = 0;
+  let skipped = 0;
+  let at = 0;
+  while (at < text.length) {
+    let end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    const line = text.slice(at, end);
+    at = end + 1;
+    lines += 1;
+    if (line.length === 0 || line === '\r') continue;
+    resources += 1;
+    let resource: fhir4.Resource;
+    try {
+      resource = JSON.parse(line) as fhir4.Resource;
+    } catch {
+      problemLines.push(lines);
+      problemCodes.push(LINE_PROBLEM.notJson);
+      continue;
+    }
+    if (typeof resource !== 'object' || resource === null || typeof resource.resourceType !== 'string') {
+      problemLines.push(lines);
+      problemCodes.push(LINE_PROBLEM.notResource);
+      continue;
+    }
+    const type = resource.resourceType;
+    if (type === 'Organization') {
+      const organization = resource as fhir4.Organization;
+      if (organization.id) organizations.push({ resourceType: 'Organization', id: organization.id, ...(organization.meta?.versionId ? { meta: { versionId: organization.meta.versionId } } : {}), ...(organization.identifier ? { identifier: organization.identifier } : {}) });
+      continue;
+    }
+    if (type === 'PractitionerRole') {
+      const role = resource as fhir4.PractitionerRole;
+      roles.push({ resourceType: 'PractitionerRole', ...(role.id ? { id: role.id } : {}), ...(role.meta?.versionId ? { meta: { versionId: role.meta.versionId } } : {}), ...(role.active !== undefined ? { active: role.active } : {}), ...(role.organization ? { organization: role.organization } : {}), ...(role.practitioner ? { practitioner: role.practitioner } : {}) });
+      continue;
+    }
+    const typeIndex = (PATIENT_TYPES as readonly string[]).indexOf(type);
+    if (typeIndex < 0) {
+      skipped += 1;
+      continue;
+    }
+    const patientId = patientIdOf(resource);
+    if (patientId === undefined) {
+      problemLines.push(lines);
+      problemCodes.push(LINE_PROBLEM.noPatient + typeIndex);
+      continue;
+    }
+    const reduced = reduceResource(resource, plan);
+    if (!reduced) continue;
+    (writers[partitionOf(patientId, partitions)] as PartitionRunWriter).add(block, JSON.stringify(reduced));
+  }
+  return { kind: 'block', block, lines, resources, skipped, problemLines: Int32Array.from(problemLines), problemCodes: Int32Array.from(problemCodes), organizations, roles, bytes };
+}
+
+/** Read buffers, one per writing worker, reused from partition to partition (grown when needed). */
+const readBuffers: Uint8Array[] = [];
+
+/** A whole partition file in the reused buffer `slot`; undefined when that worker wrote none. */
+function readWhole(file: string, slot: number): Uint8Array | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    let buffer = readBuffers[slot];
+    if (!buffer || buffer.length < size) {
+      buffer = new Uint8Array(Math.max(size, 2 * (buffer?.length ?? 0)));
+      readBuffers[slot] = buffer;
+    }
+    let read = 0;
+    while (read < size) {
+      const got = readSync(fd, buffer, read, size - read, read);
+      if (got === 0) throw new Error('a partition file ended early');
+      read += got;
+    }
+    return buffer.subarray(0, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface EvaluationSetup {
+  directory: CentreDirectory;
+  organizations: ReadonlyMap<string, fhir4.Organization>;
+  asOf: CalendarDate;
+  centre?: string;
+  programCodeSystem: string;
+}
+let setup: EvaluationSetup | undefined;
+
+function evaluatePartition(partition: number, workers: number): PartitionAnswer {
+  if (!setup) throw new Error('evaluate-setup must come before partitions');
+  const { directory, organizations, asOf, centre, programCodeSystem } = setup;
+  const files: Uint8Array[] = [];
+  for (let worker = 0; worker < workers; worker += 1) {
+    const file = fileOf(worker, partition);
+    const bytes = readWhole(file, worker);
+    if (!bytes) continue;
+    files.push(bytes);
+    rmSync(file, { force: true });
+  }
+  const join = new PatientJoin();
+  for (const run of runsInInputOrder(files)) {
+    const text = Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength).toString('utf8', run.start, run.end);
+    let at = 0;
+    while (at < text.length) {
+      let end = text.indexOf('\n', at);
+      if (end < 0) end = text.length;
+      join.add(JSON.parse(text.slice(at, end)) as fhir4.Resource);
+      at = end + 1;
+    }
+  }
+  const counts = emptyCounts();
+  const output: string[] = [];
+  const errors: string[] = [];
+  const candidates: ProposalCandidate[] = [];
+  let orphans = 0;
+  let patients = 0;
+  for (const [patientId, bucket] of join.buckets) {
+    if (!bucket.patient) {
+      orphans += 1;
+      continue;
+    }
+    if (centre && !centresOfPatient(bucket.patient, directory).has(centre)) continue;
+    patients += 1;
+    let verdict: EligibilityVerdict;
+    try {
+      verdict = evaluateEligibility(data.program, data.shared, recordOf(bucket as PatientBucket & { patient: fhir4.Patient }, organizations), directory, asOf);
+    } catch (error) {
+      counts.error += 1;
+      errors.push(JSON.stringify(inputIssue('exception', `Patient/${patientId}: evaluation failed (${(error as Error).name})`)));
+      continue;
+    }
+    counts[verdict.outcome] += 1;
+    output.push(compactVerdictLine(patientId, verdict));
+    if (verdict.outcome === 'eligible' && !enrolledIn(bucket, data.program.definition.id, programCodeSystem)) {
+      const gp = bucket.patient.generalPractitioner?.[0]?.reference;
+      candidates.push({ patientId, verdict, ...(gp ? { gp } : {}) });
+    }
+  }
+  return { kind: 'partition', partition, output: output.length > 0 ? `${output.join('\n')}\n` : '', outputLines: output.length, counts, errors, orphans, patients, candidates };
+}
+
+function handle(task: BulkTask): BulkAnswer {
+  switch (task.kind) {
+    case 'block':
+      return readBlock(task.block, task.bytes);
+    case 'end-read':
+      for (const writer of writers) writer.flush();
+      // Their buffers are not needed any more: the evaluation's memory is the partition's.
+      writers.length = 0;
+      return { kind: 'done' };
+    case 'evaluate-setup':
+      setup = { directory: task.directory, organizations: task.organizations, asOf: task.asOf, programCodeSystem: task.programCodeSystem, ...(task.centre ? { centre: task.centre } : {}) };
+      return { kind: 'done' };
+    case 'partition':
+      return evaluatePartition(task.partition, task.workers);
+    default: {
+      const unhandled: never = task;
+      throw new Error(`unknown bulk task ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+parentPort?.on('message', (task: BulkTask) => {
+  let answer: BulkAnswer;
+  try {
+    answer = handle(task);
+  } catch (error) {
+    // Never a line of the input: a system error's message (a code, a file name) is kept, any
+    // other error is told by its class only (a JSON.parse message quotes the text it read).
+    const { name = 'Error', message = '', code } = error as NodeJS.ErrnoException;
+    answer = { kind: 'failed', name, message: code ? message : `${name} in a bulk screening worker` };
+  }
+  const transfer = answer.kind === 'block' ? [answer.problemLines.buffer, answer.problemCodes.buffer, answer.bytes.buffer] : [];
+  parentPort?.postMessage(answer, transfer as ArrayBuffer[]);
+});
