@@ -262,6 +262,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       prefix: config.QUEUE_PREFIX,
       ...(config.BULK_INPUT_DIR ? { inputDir: config.BULK_INPUT_DIR } : {}),
       outputDir: config.BULK_OUTPUT_DIR ?? path.join(os.tmpdir(), 'forfait-fhir-bulk'),
+      workers: config.BULK_WORKERS,
       log,
       ...(fhirTokens ? { accessToken: () => fhirTokens.token() } : {}),
     });
