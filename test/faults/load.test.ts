@@ -80,7 +80,19 @@ describe(`load: ${DURATION_S} s of concurrent pushes (autocannon)`, () => {
 
     // The requests in flight when the run stopped got no answer to the client, but the server
     // may have stored them (and queued their evaluations): those found on the FHIR server count
-    // as accepted too. Everything else sent was not accepted.
+    // as accepted too. Everything else sent was not accepted. The server may still be working
+    // on them when autocannon returns: look once the queue is empty at three checks a second
+    // apart (a search made at once missed an Observation stored just after it).
+    let idle = 0;
+    await eventually(
+      'the service to finish the requests in flight at the end of the run',
+      async () => {
+        idle = (await pending(evaluations)) === 0 ? idle + 1 : 0;
+        return idle >= 3 ? true : undefined;
+      },
+      300_000,
+      1000,
+    );
     const answered = new Set(accepted.map((observation) => observation.identifier?.[0]?.value));
     const cut: fhir4.Observation[] = [];
     for (let n = 0; n < sent; n++) {
