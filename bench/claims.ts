@@ -114,8 +114,10 @@ export const run: Bench = async ({ quick }) => {
       throw new Error(`${(error as Error).message}; claims jobs: ${seen.join('; ')}; gateway: ${JSON.stringify(await w.gateway())}`);
     }
     const seedStarted = performance.now();
-    for (let i = 0; i < count; i += 10_000) await world.clone(template, Math.min(10_000, count - i)).then(() => undefined);
+    for (let i = 0; i < count; i += 10_000) await world.clone(template, Math.min(10_000, count - i), i);
     const episodes = (await world.all<fhir4.EpisodeOfCare>('EpisodeOfCare')).map((e) => e.id as string).filter((id) => id.startsWith('b'));
+    // Each copy its own enrolment (chunks of 10,000 once reused the same ids: a 100,000 run billed 10,000).
+    if (episodes.length !== count) throw new Error(`claims bench: ${episodes.length} enrolments seeded, ${count} asked for`);
     const seedSeconds = (performance.now() - seedStarted) / 1000;
     const baseline = await adjacentBaseline();
     await world.resetStats();

@@ -37,8 +37,8 @@ class World extends FhirResponder {
     if (path === '/_world/clone') {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
-      const { template, count } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as CloneRequest;
-      for (let n = 0; n < count; n++) this.seed(cloneTemplate(template, n));
+      const { template, count, first = 0 } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as CloneRequest;
+      for (let n = first; n < first + count; n++) this.seed(cloneTemplate(template, n));
       reply({ cloned: count });
       return true;
     }

@@ -8,6 +8,8 @@ export interface CloneRequest {
   /** Resources of one patient (and what belongs to it only), ids as stored. */
   template: fhir4.Resource[];
   count: number;
+  /** Number of the first copy (copies `first` to `first + count - 1`): chunks of a large seeding never reuse ids. */
+  first?: number;
 }
 
 /** The demo transaction's resources with ids (the urn:uuid's UUID) and references rewritten. */

@@ -13,7 +13,8 @@ export interface OutsideWorld {
   stats(): Promise<ResponderStats>;
   resetStats(): Promise<void>;
   seed(resources: readonly fhir4.Resource[]): Promise<void>;
-  clone(template: readonly fhir4.Resource[], count: number): Promise<void>;
+  /** Copies `first` to `first + count - 1` of the template (copy n has ids of its own). */
+  clone(template: readonly fhir4.Resource[], count: number, first?: number): Promise<void>;
   all<T extends fhir4.Resource>(type: string): Promise<T[]>;
   /** Every write time (ms since the epoch, sub-ms) per GuidanceResponse id. */
   guidanceResponseWrites(): Promise<Record<string, number[]>>;
@@ -50,8 +51,8 @@ export async function startOutsideWorld(): Promise<OutsideWorld> {
     seed: async (resources) => {
       for (let i = 0; i < resources.length; i += 5000) await call('/_bench/seed', resources.slice(i, i + 5000));
     },
-    clone: async (template, count) => {
-      await call('/_world/clone', { template, count });
+    clone: async (template, count, first = 0) => {
+      await call('/_world/clone', { template, count, first });
     },
     all: <T extends fhir4.Resource>(type: string) => call<T[]>(`/_world/all?type=${encodeURIComponent(type)}`),
     guidanceResponseWrites: () => call<Record<string, number[]>>('/_bench/gr-writes'),
