@@ -26,7 +26,9 @@ export interface OutsideWorld {
 
 export async function startOutsideWorld(): Promise<OutsideWorld> {
   const script = fileURLToPath(new URL('../outside-world.ts', import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // The outside world keeps everything it is sent in memory: 100,000 enrolments with their claims,
+  // ClaimResponses and audit records outgrow V8's default 4 GB heap (it ran out at 97,000).
+  const child: ChildProcess = spawn(process.execPath, ['--max-old-space-size=12288', '--import', 'tsx', script], { stdio: ['pipe', 'pipe', 'inherit'] });
   const urls = await new Promise<{ fhirBaseUrl: string; gatewayBaseUrl: string }>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.once('line', (line) => resolve(JSON.parse(line) as { fhirBaseUrl: string; gatewayBaseUrl: string }));
