@@ -10,6 +10,7 @@
  * with ECONNRESET on a reused keep-alive socket before any answer (the server closed it while
  * idle) is sent once more on a new one, as the Node docs advise (`request.reusedSocket`).
  */
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
@@ -52,6 +53,14 @@ class HttpAnswerError extends Error {
 interface Answer {
   status: number;
   body: unknown;
+}
+
+/** Requests remembered with their Retry-After (memory bound; expired ones are dropped first). */
+const MAX_REMEMBERED_RETRY_AFTER = 10_000;
+
+/** What identifies "the same request" for Retry-After: method, URL, and a digest of the body. */
+function requestKey(method: string, url: string, payload: string | undefined): string {
+  return payload === undefined ? `${method} ${url}` : `${method} ${url} ${createHash('sha256').update(payload).digest('base64url')}`;
 }
 
 /** Free keep-alive sockets are closed after this long idle (before the 5 s a Node server keeps them). */
@@ -119,6 +128,14 @@ export class HttpFhirServer implements FhirServer {
   private readonly agent: http.Agent;
   /** `baseUrl` with one trailing slash, for relative URLs. */
   private readonly base: string;
+  /**
+   * Requests (method, URL, body) a server answered with Retry-After, and until when: whoever
+   * sends the same request next (another job, another evaluation sharing the centre
+   * directory) waits for it, not only the retry loop that got the answer.
+   */
+  private readonly notBefore = new Map<string, number>();
+  /** The latest of those times: past it, every one has expired. */
+  private notBeforeLatest = 0;
 
   constructor(private readonly options: FhirServerOptions) {
     this.tokens = options.tokenProvider ? toAccessTokenProvider(options.tokenProvider) : undefined;
@@ -150,6 +167,10 @@ export class HttpFhirServer implements FhirServer {
     const url = /^https?:\/\//i.test(request.url) ? request.url : this.base + request.url.replace(/^\//, '');
     // Serialised once, whatever the attempts.
     const payload = request.body === undefined ? undefined : JSON.stringify(request.body);
+    // A request the server asked us (anyone here) not to repeat before its Retry-After waits.
+    if (this.notBefore.size > 0 && Date.now() >= this.notBeforeLatest) this.notBefore.clear();
+    const asked = this.notBefore.size > 0 ? this.notBefore.get(requestKey(request.method, url, payload)) : undefined;
+    if (asked !== undefined && asked > Date.now()) await sleep(Math.min(maxDelay, asked - Date.now()));
     let reauthenticated = false;
     for (let attempt = 1; ; attempt++) {
       // Not AbortSignal.timeout: see timeoutSignal.
@@ -177,6 +198,8 @@ export class HttpFhirServer implements FhirServer {
         const transient = tokenFailure ? raw.transient : status === 0 || TRANSIENT_STATUSES.has(status);
         const retryable = tokenFailure || !notProcessedOnly ? transient : status === 429 || status === 503;
         if (!retryable || attempt >= maxAttempts) {
+          const asked = parseRetryAfter(answered?.retryAfter);
+          if (asked !== undefined) this.rememberRetryAfter(requestKey(request.method, url, payload), asked);
           const reason = tokenFailure
             ? `no access token (${error.message})`
             : status
@@ -188,12 +211,28 @@ export class HttpFhirServer implements FhirServer {
         }
         const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
         const retryAfter = parseRetryAfter(answered?.retryAfter);
+        if (retryAfter !== undefined) this.rememberRetryAfter(requestKey(request.method, url, payload), retryAfter);
         timeout.clear();
         await sleep(Math.min(maxDelay, Math.max(backoff, retryAfter ?? 0)));
       } finally {
         timeout.clear();
       }
     }
+  }
+
+  private rememberRetryAfter(key: string, ms: number): void {
+    const now = Date.now();
+    if (this.notBefore.size >= MAX_REMEMBERED_RETRY_AFTER) {
+      for (const [known, until] of this.notBefore) if (until <= now) this.notBefore.delete(known);
+      // Still full: the oldest go (a Map iterates in insertion order).
+      for (const known of this.notBefore.keys()) {
+        if (this.notBefore.size < MAX_REMEMBERED_RETRY_AFTER) break;
+        this.notBefore.delete(known);
+      }
+    }
+    const until = Math.max(this.notBefore.get(key) ?? 0, now + ms);
+    this.notBefore.set(key, until);
+    this.notBeforeLatest = Math.max(this.notBeforeLatest, until);
   }
 
   /**

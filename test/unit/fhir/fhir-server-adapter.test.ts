@@ -82,6 +82,22 @@ describe('retries on transient answers', () => {
     expect(waits[0]).toBeGreaterThanOrEqual(3000);
   });
 
+  it('a Retry-After holds the same request for every caller, not only the retry loop that got it', async () => {
+    nock(ORIGIN).get('/fhir/Organization?identifier=urn%3Acentre%7C1').reply(429, outcome('throttled', 'slow down'), { ...FHIR_JSON, 'Retry-After': '2' });
+    const { fhir, waits } = server({ maxAttempts: 1 });
+    await expect(fhir.searchAll('Organization', { identifier: 'urn:centre|1' })).rejects.toMatchObject({ status: 429 });
+    expect(waits).toEqual([]);
+    // Another request goes at once; the same one (another job asking the same thing) waits.
+    nock(ORIGIN).get('/fhir/Patient/p1').reply(200, patient('p1'), FHIR_JSON);
+    await fhir.read('Patient', 'p1');
+    expect(waits).toEqual([]);
+    nock(ORIGIN).get('/fhir/Organization?identifier=urn%3Acentre%7C1').reply(200, { resourceType: 'Bundle', type: 'searchset', entry: [] }, FHIR_JSON);
+    await expect(fhir.searchAll('Organization', { identifier: 'urn:centre|1' })).resolves.toEqual([]);
+    expect(waits).toHaveLength(1);
+    expect(waits[0]).toBeGreaterThan(1900);
+    expect(waits[0]).toBeLessThanOrEqual(2000);
+  });
+
   it('Retry-After as an HTTP date is honoured', async () => {
     // Only Date is faked (fetch and nock keep real timers), so "now" is a fixed whole second.
     vi.useFakeTimers({ toFake: ['Date'] });
