@@ -20,7 +20,7 @@ import { deterministicUuid, FORFAIT_UUID_NAMESPACE } from '../domain/ids.js';
 import { localId, localReference } from '../domain/references.js';
 import type { CalendarDate } from '../domain/types.js';
 import { TASK_CODE_SYSTEM } from '../domain/verdict-fhir.js';
-import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
+import { FhirServerError, isTransientEntryStatus, type FhirServer } from '../fhir/fhir-server.port.js';
 import type { InsurerGateway } from '../gateway/insurer-gateway.port.js';
 import { submissionBundle } from '../gateway/insurer-gateway.adapter.js';
 import { PROGRAM_CODE_SYSTEM } from '../programs/enrolment-schema.js';
@@ -280,7 +280,7 @@ export class BillingService implements ClaimsHandler {
       const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
       if (status === 404 || status === 410) return undefined;
       if (status < 200 || status >= 300 || !entry?.resource) {
-        throw new FhirServerError(`FHIR batch: a read answered ${entry?.response?.status ?? 'nothing'}`, status, undefined, status === 0 || status === 408 || status === 429 || status >= 500);
+        throw new FhirServerError(`FHIR batch: a read answered ${entry?.response?.status ?? 'nothing'}`, status, undefined, isTransientEntryStatus(status));
       }
       return entry.resource;
     });

@@ -12,7 +12,7 @@ import { evaluateEligibility, observationCodesOfInterest } from '../domain/evalu
 import type { CalendarDate, EligibilityVerdict } from '../domain/types.js';
 import { enrolmentProposalTask, enrolmentProposalTaskId, guidanceResponseId, verdictToGuidanceResponse } from '../domain/verdict-fhir.js';
 import type { CentreDirectoryCache } from '../fhir/centre-directory.js';
-import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
+import { FhirServerError, isTransientEntryStatus, type FhirServer } from '../fhir/fhir-server.port.js';
 import { fetchPatientRecord } from '../fhir/patient-record.js';
 import type { LoadedProgram, ProgramCatalog } from '../programs/schema.js';
 import { writtenReferences, type ProvenanceWriter } from './audit.service.js';
@@ -199,8 +199,7 @@ export class EligibilityService {
       const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
       if (status < 200 || status >= 300) {
         // 408/429/5xx or no answer: retried with the job; another 4xx will not change.
-        const transient = status === 0 || status === 408 || status === 429 || status >= 500;
-        error ??= new FhirServerError(`FHIR batch: PUT ${resource.resourceType} answered ${entry?.response?.status ?? 'nothing'}`, status, entry?.response?.outcome as fhir4.OperationOutcome | undefined, transient);
+        error ??= new FhirServerError(`FHIR batch: PUT ${resource.resourceType} answered ${entry?.response?.status ?? 'nothing'}`, status, entry?.response?.outcome as fhir4.OperationOutcome | undefined, isTransientEntryStatus(status));
         return undefined;
       }
       const fromResource = writtenReferences(entry?.resource);

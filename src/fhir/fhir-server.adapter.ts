@@ -197,9 +197,10 @@ export class HttpFhirServer implements FhirServer {
         const timedOut = error.name === 'TimeoutError' || error.name === 'AbortError';
         const transient = tokenFailure ? raw.transient : status === 0 || TRANSIENT_STATUSES.has(status);
         const retryable = tokenFailure || !notProcessedOnly ? transient : status === 429 || status === 503;
+        // Remembered whether we retry or give up: the next sender of this request waits too.
+        const retryAfter = parseRetryAfter(answered?.retryAfter);
+        if (retryAfter !== undefined) this.rememberRetryAfter(requestKey(request.method, url, payload), retryAfter);
         if (!retryable || attempt >= maxAttempts) {
-          const asked = parseRetryAfter(answered?.retryAfter);
-          if (asked !== undefined) this.rememberRetryAfter(requestKey(request.method, url, payload), asked);
           const reason = tokenFailure
             ? `no access token (${error.message})`
             : status
@@ -210,8 +211,6 @@ export class HttpFhirServer implements FhirServer {
           throw new FhirServerError(`FHIR ${label}: ${reason}`, status, asOutcome(answered?.data), transient);
         }
         const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-        const retryAfter = parseRetryAfter(answered?.retryAfter);
-        if (retryAfter !== undefined) this.rememberRetryAfter(requestKey(request.method, url, payload), retryAfter);
         timeout.clear();
         await sleep(Math.min(maxDelay, Math.max(backoff, retryAfter ?? 0)));
       } finally {

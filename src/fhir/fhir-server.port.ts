@@ -25,6 +25,14 @@ export class FhirServerError extends Error {
   }
 }
 
+/**
+ * A batch entry's status (a number, or 0 for no answer) that may succeed if sent again: no
+ * answer, 408, 429 or 5xx. Any other 4xx will not change.
+ */
+export function isTransientEntryStatus(status: number): boolean {
+  return status === 0 || status === 408 || status === 429 || status >= 500;
+}
+
 export interface FhirServer {
   readonly baseUrl: string;
   read<T extends fhir4.Resource>(resourceType: string, id: string): Promise<T>;

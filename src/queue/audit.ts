@@ -19,7 +19,7 @@
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
 import DataLoader from 'dataloader';
 import type { Logger } from 'pino';
-import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
+import { FhirServerError, isTransientEntryStatus, type FhirServer } from '../fhir/fhir-server.port.js';
 
 export const AUDIT_QUEUE = 'audit';
 
@@ -85,8 +85,6 @@ export const AUDIT_BATCH_MAX = 50;
 /** How long a batch waits for more records once its first one arrived. */
 const AUDIT_BATCH_WINDOW_MS = 5;
 
-const isTransientStatus = (status: number): boolean => status === 0 || status === 408 || status === 429 || status >= 500;
-
 /**
  * Coalesces the writes of concurrent audit jobs (dataloader: the records that arrive within
  * `windowMs` of the first, up to `maxBatch`) into one batch Bundle of PUTs, and settles each
@@ -137,7 +135,7 @@ export class AuditBatchWriter {
       const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
       if (status >= 200 && status < 300) return `${resource.resourceType}/${resource.id}`;
       const message = `FHIR batch: PUT ${resource.resourceType} answered ${entry?.response?.status ?? 'nothing'}`;
-      return isTransientStatus(status)
+      return isTransientEntryStatus(status)
         ? new FhirServerError(message, status, entry?.response?.outcome as fhir4.OperationOutcome | undefined, true)
         : new UnrecoverableError(message);
     });
