@@ -94,7 +94,8 @@ function observation(runId: string, n: number, patientId: string): fhir4.Observa
 }
 
 class Driver {
-  private readonly completions = new Map<string, number[]>();
+  /** When each push's evaluation job (all its programs) completed. */
+  private readonly completions = new Map<string, number>();
   private readonly waiters = new Map<string, () => void>();
   private readonly events: QueueEvents;
   private readonly audit: Queue;
@@ -113,15 +114,10 @@ class Driver {
     this.audit = new Queue(AUDIT_QUEUE, { connection, prefix });
     this.evaluation = new Queue(EVALUATION_QUEUE, { connection, prefix });
     this.events.on('completed', ({ jobId }) => {
-      // ev.<program>.<patient>.<digest>: the push is <patient>.<digest>.
-      const key = jobId.slice(jobId.indexOf('.', 3) + 1);
-      let times = this.completions.get(key);
-      if (!times) this.completions.set(key, (times = []));
-      times.push(now());
-      if (times.length >= this.programs.length) {
-        this.waiters.get(key)?.();
-        this.waiters.delete(key);
-      }
+      // One job per push evaluates every program: ev.<programs>.<patient>.<digest>.
+      this.completions.set(jobId, now());
+      this.waiters.get(jobId)?.();
+      this.waiters.delete(jobId);
     });
     this.events.on('failed', () => {
       this.failed += 1;
@@ -141,14 +137,12 @@ class Driver {
     const body = response.body as fhir4.Observation;
     if (response.status !== 201) throw new Error(`push answered ${response.status}: ${JSON.stringify(body).slice(0, 300)}`);
     const trigger = `Observation/${body.id}${body.meta?.versionId ? `/_history/${body.meta.versionId}` : ''}`;
-    const jobId = evaluationJobId(this.programs[0] as string, patientId, [trigger]);
-    return { key: jobId.slice(jobId.indexOf('.', 3) + 1), sent };
+    return { key: evaluationJobId(this.programs, patientId, [trigger]), sent };
   }
 
   /** When the last evaluation of a push completed, once all have. */
   doneAt(key: string): number | undefined {
-    const times = this.completions.get(key);
-    return times && times.length >= this.programs.length ? Math.max(...times) : undefined;
+    return this.completions.get(key);
   }
 
   /** Resolves when every evaluation of the push has completed. */

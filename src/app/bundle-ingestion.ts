@@ -35,9 +35,7 @@ export function triggerOf(references: string[]): string[] {
 }
 
 export function evaluationsFor(touched: Map<string, string[]>, programIds: string[]): EvaluationRequest[] {
-  return [...touched].flatMap(([patientId, references]) =>
-    programIds.map((programId) => ({ programId, patientId, trigger: triggerOf(references) })),
-  );
+  return [...touched].map(([patientId, references]) => ({ programIds, patientId, trigger: triggerOf(references) }));
 }
 
 /** `Observation/1/_history/2` from a location that may be absolute. */

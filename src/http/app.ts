@@ -324,7 +324,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
     const patientId = type === 'Patient' ? resource.id : patientIdOf(patientReferenceOf(resource));
     if (patientId) {
-      await enqueue(eligibility.programIds.map((programId) => ({ programId, patientId, trigger: [versionedReference(resource)] })));
+      await enqueue([{ programIds: eligibility.programIds, patientId, trigger: [versionedReference(resource)] }]);
     }
     metrics.ingested.inc({ resource_type: type, result: created ? 'created' : 'existing' });
     const location = `${baseUrlOf(req)}/fhir/${type}/${resource.id}${resource.meta?.versionId ? `/_history/${resource.meta.versionId}` : ''}`;

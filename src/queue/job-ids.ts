@@ -8,9 +8,13 @@ import { createHash } from 'node:crypto';
 
 const digest = (text: string): string => createHash('sha256').update(text).digest('base64url').slice(0, 22);
 
-/** `trigger` lists the versioned references (`Type/id/_history/v`) that caused the evaluation. */
-export function evaluationJobId(programId: string, patientId: string, trigger: readonly string[]): string {
-  return `ev.${programId}.${patientId}.${digest([...trigger].sort().join('\n'))}`;
+/**
+ * `ev.<programs>.<patient>.<digest of the trigger>`, the programs sorted and joined by `+`
+ * (program ids are `[a-z0-9-]`). `trigger` lists the versioned references
+ * (`Type/id/_history/v`) that caused the evaluation.
+ */
+export function evaluationJobId(programIds: readonly string[], patientId: string, trigger: readonly string[]): string {
+  return `ev.${[...programIds].sort().join('+')}.${patientId}.${digest([...trigger].sort().join('\n'))}`;
 }
 
 export function screeningChildJobId(screenId: string, programId: string, patientId: string): string {

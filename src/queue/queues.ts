@@ -9,7 +9,13 @@ export const EVALUATION_QUEUE = 'eligibility';
 export const SCREENING_QUEUE = 'screening';
 
 export interface EvaluationJobData {
-  programId: string;
+  /**
+   * The programs to evaluate the patient for: every program a push concerns, in one job (one
+   * job, one read and one write request for all of them). `$screen` children name one.
+   */
+  programIds?: string[];
+  /** One program: `$screen` children, and jobs queued before `programIds` existed (still run). */
+  programId?: string;
   patientId: string;
   /** Evaluation date; absent: today in the program's time zone when the job runs. */
   asOf?: string;
@@ -19,10 +25,22 @@ export interface EvaluationJobData {
   screenId?: string;
 }
 
-export interface EvaluationJobResult {
+/** What one program's evaluation recorded. */
+export interface ProgramEvaluationResult {
+  programId: string;
   outcome: 'eligible' | 'not-eligible' | 'undetermined' | 'error';
   guidanceResponse?: string;
   task?: string;
+}
+
+/** A job's result: one entry per program, in the job's order. */
+export interface EvaluationJobResult {
+  evaluations: ProgramEvaluationResult[];
+}
+
+/** The programs an evaluation job names (`programIds`, or the single `programId` of older and `$screen` jobs). */
+export function programsOfJob(data: Pick<EvaluationJobData, 'programIds' | 'programId'>): string[] {
+  return data.programIds ?? (data.programId ? [data.programId] : []);
 }
 
 export interface ScreeningJobData {
@@ -90,14 +108,15 @@ export function createQueues(connection: ConnectionOptions, prefix: string, onEr
 }
 
 export interface EvaluationRequest {
-  programId: string;
+  programIds: string[];
   patientId: string;
   trigger: string[];
 }
 
 /**
- * Adds one evaluation per (program, patient) and returns the job ids. A job whose id already
- * exists (same trigger) is not added again: BullMQ returns the existing one.
+ * Adds one evaluation job per patient, for all its programs, and returns the job ids. A job
+ * whose id already exists (same programs and trigger) is not added again: BullMQ returns the
+ * existing one.
  */
 export async function enqueueEvaluations(
   queue: Queue<EvaluationJobData, EvaluationJobResult>,
@@ -105,11 +124,11 @@ export async function enqueueEvaluations(
   completedRetentionSeconds: number,
 ): Promise<string[]> {
   if (requests.length === 0) return [];
-  const jobs = requests.map((request) => {
-    const jobId = evaluationJobId(request.programId, request.patientId, request.trigger);
+  const jobs = requests.filter((request) => request.programIds.length > 0).map((request) => {
+    const jobId = evaluationJobId(request.programIds, request.patientId, request.trigger);
     return {
       name: 'evaluate',
-      data: { programId: request.programId, patientId: request.patientId, trigger: request.trigger },
+      data: { programIds: request.programIds, patientId: request.patientId, trigger: request.trigger },
       opts: evaluationJobOptions(jobId, completedRetentionSeconds),
     };
   });

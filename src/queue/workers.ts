@@ -15,7 +15,9 @@ import {
   EVALUATION_QUEUE,
   SCREENING_QUEUE,
   evaluationJobOptions,
+  programsOfJob,
   type EvaluationJobData,
+  type ProgramEvaluationResult,
   type EvaluationJobResult,
   type Queues,
   type ScreeningJobData,
@@ -46,6 +48,16 @@ export function failureOutcome(error: unknown, classified: Error): fhir4.Operati
   return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, diagnostics: classified.message }] };
 }
 
+/** The OperationOutcome of a failed job: each failed program's issues, named by program when the job had several. */
+export function jobFailureOutcome(failures: readonly { programId: string; error: unknown; classified: Error }[], nameProgram: boolean): fhir4.OperationOutcome {
+  return {
+    resourceType: 'OperationOutcome',
+    issue: failures.flatMap((failure) =>
+      failureOutcome(failure.error, failure.classified).issue.map((issue) => (nameProgram ? { ...issue, diagnostics: `${failure.programId}: ${issue.diagnostics ?? issue.details?.text ?? failure.classified.message}` } : issue)),
+    ),
+  };
+}
+
 /** Permanent errors fail the job at once; anything else is retried with backoff. */
 function classify(error: unknown): Error {
   if (error instanceof PatientNotFoundError || error instanceof UnknownProgramError) return new UnrecoverableError(error.message);
@@ -54,37 +66,11 @@ function classify(error: unknown): Error {
 }
 
 export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
-  const { log, metrics } = deps;
+  const { log } = deps;
 
   const evaluation = new Worker<EvaluationJobData, EvaluationJobResult>(
     EVALUATION_QUEUE,
-    async (job: Job<EvaluationJobData, EvaluationJobResult>) => {
-      const { programId, patientId, asOf, screenId } = job.data;
-      const started = process.hrtime.bigint();
-      try {
-        const recorded = await deps.service.evaluateAndRecord(programId, patientId, asOf);
-        metrics.evaluations.inc({ program: programId, outcome: recorded.verdict.outcome });
-        metrics.evaluationSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        if (screenId) await deps.screenings.recordOutcome(screenId, patientId, recorded.verdict.outcome);
-        return {
-          outcome: recorded.verdict.outcome,
-          guidanceResponse: recorded.guidanceResponse,
-          ...(recorded.task ? { task: recorded.task } : {}),
-        };
-      } catch (error) {
-        const classified = classify(error);
-        const lastAttempt = classified instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-        if (lastAttempt) {
-          metrics.evaluations.inc({ program: programId, outcome: 'error' });
-          if (screenId) await deps.screenings.recordOutcome(screenId, patientId, 'error');
-          // Kept with the failed job (job log, shown by /admin/queues): why, as an OperationOutcome.
-          await job.log(JSON.stringify(failureOutcome(error, classified))).catch(() => undefined);
-        }
-        // Server ids and error classes only: no patient data in logs.
-        log.warn({ jobId: job.id, err: { name: classified.name, message: classified.message }, lastAttempt }, 'evaluation failed');
-        throw classified;
-      }
-    },
+    (job: Job<EvaluationJobData, EvaluationJobResult>) => runEvaluationJob(deps, job),
     { connection: deps.connection, prefix: deps.prefix, concurrency: deps.concurrency },
   );
 
@@ -130,6 +116,57 @@ export function startWorkers(deps: WorkerDeps): { close(): Promise<void> } {
       await Promise.all([evaluation.close(), screening.close()]);
     },
   };
+}
+
+/**
+ * One evaluation job: the patient evaluated for each program the job names, all at once. The
+ * job succeeds when every program did; it is retried (all its programs: evaluations are
+ * idempotent) while one failure is transient, and fails at once when every failure is permanent,
+ * keeping an OperationOutcome per failed program in its log. Metrics count each program once,
+ * when the job is settled for good.
+ */
+export async function runEvaluationJob(
+  deps: Pick<WorkerDeps, 'service' | 'screenings' | 'metrics' | 'log'>,
+  job: Pick<Job<EvaluationJobData, EvaluationJobResult>, 'id' | 'data' | 'attemptsMade' | 'opts' | 'log'>,
+): Promise<EvaluationJobResult> {
+  const { log, metrics } = deps;
+  const { patientId, asOf, screenId } = job.data;
+  const programIds = programsOfJob(job.data);
+  const started = process.hrtime.bigint();
+  // Every program at once: their reads and writes travel together (CoalescingFhirServer).
+  const settled = await Promise.allSettled(programIds.map((programId) => deps.service.evaluateAndRecord(programId, patientId, asOf)));
+  const evaluations: ProgramEvaluationResult[] = [];
+  const failures: { programId: string; error: unknown; classified: Error }[] = [];
+  settled.forEach((result, index) => {
+    const programId = programIds[index] as string;
+    if (result.status === 'fulfilled') {
+      const recorded = result.value;
+      evaluations.push({ programId, outcome: recorded.verdict.outcome, guidanceResponse: recorded.guidanceResponse, ...(recorded.task ? { task: recorded.task } : {}) });
+    } else {
+      failures.push({ programId, error: result.reason, classified: classify(result.reason) });
+    }
+  });
+  if (programIds.length === 0) failures.push({ programId: '-', error: undefined, classified: new UnrecoverableError('evaluation job: no program named') });
+  // Retried (every program again: evaluations are idempotent) unless every failure is permanent.
+  const transient = failures.find((failure) => !(failure.classified instanceof UnrecoverableError));
+  const lastAttempt = failures.length === 0 || !transient || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+  if (lastAttempt) {
+    // Counted once, when the job is settled for good (a retried job would count its successes twice).
+    for (const result of evaluations) metrics.evaluations.inc({ program: result.programId, outcome: result.outcome });
+    for (const failure of failures) metrics.evaluations.inc({ program: failure.programId, outcome: 'error' });
+    metrics.evaluationSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    if (screenId) await deps.screenings.recordOutcome(screenId, patientId, failures.length ? 'error' : (evaluations[0]?.outcome ?? 'error'));
+  }
+  if (failures.length === 0) return { evaluations };
+  const classified = transient?.classified ?? (failures[0] as (typeof failures)[number]).classified;
+  if (lastAttempt) {
+    // Kept with the failed job (job log, shown by /admin/queues): why, as an OperationOutcome, per program.
+    const outcome = jobFailureOutcome(failures, programIds.length > 1);
+    await job.log(JSON.stringify(outcome)).catch(() => undefined);
+  }
+  // Server ids and error classes only: no patient data in logs.
+  log.warn({ jobId: job.id, programs: failures.map((failure) => failure.programId), err: { name: classified.name, message: classified.message }, lastAttempt }, 'evaluation failed');
+  throw failures.length === 1 || transient ? classified : new UnrecoverableError(failures.map((failure) => `${failure.programId}: ${failure.classified.message}`).join('; '));
 }
 
 /**

@@ -105,7 +105,7 @@ describe('FHIR server answering 30 % of requests with 500/503/429 or timing out'
       'repeats checked': counts.retryAfterRepeats,
       'Retry-After violated': counts.retryAfterViolations,
     });
-    report('fhir-faults', { evaluations: expected.length, completed: done.ids.size, failed, lost, duplicated });
+    report('fhir-faults', { evaluations: expected.length * PROGRAMS.length, completed: done.evaluations, failed, lost, duplicated });
 
     // The faults did happen, at about the rate asked.
     expect(counts.faults['500']).toBeGreaterThan(0);

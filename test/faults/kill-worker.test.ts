@@ -80,12 +80,12 @@ describe('kill -9 of a worker process in the middle of the work', () => {
         expect(statuses.every((s) => s.startsWith('201')), statuses.join(',')).toBe(true);
       }
     })();
-    await killInTheMiddle(stack, async () => (await completedEvaluations(evaluations)).ids.size, total, 'kill-worker evaluations');
+    await killInTheMiddle(stack, async () => (await completedEvaluations(evaluations)).evaluations, total, 'kill-worker evaluations');
     await pushing;
 
     await eventually(
       'all evaluations completed',
-      async () => ((await completedEvaluations(evaluations)).ids.size >= total && (await pending(evaluations)) === 0 ? true : undefined),
+      async () => ((await completedEvaluations(evaluations)).evaluations >= total && (await pending(evaluations)) === 0 ? true : undefined),
       300_000,
       1000,
     );
@@ -103,7 +103,7 @@ describe('kill -9 of a worker process in the middle of the work', () => {
     const takenOver = (await evaluations.getJobs(['completed'], 0, -1)).filter((job) => job.stalledCounter > 0).length;
     report('kill-worker evaluations', {
       expected: total,
-      completed: evaluated.ids.size,
+      completed: evaluated.evaluations,
       'taken over from the killed worker': takenOver,
       failed,
       lost: lostEvaluations + lostResponses,

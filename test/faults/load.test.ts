@@ -120,14 +120,14 @@ describe(`load: ${DURATION_S} s of concurrent pushes (autocannon)`, () => {
     report('load', {
       accepted: accepted.length,
       'stored with the answer cut by the end of the run': cut.length,
-      'evaluations expected': expected.size,
-      completed: done.ids.size,
+      'evaluations expected': expected.size * PROGRAMS.length,
+      completed: done.evaluations,
       failed,
       'jobs started more than once': reRun,
       lost,
       duplicated: unexplained,
     });
-    expect(expected.size).toBe((accepted.length + cut.length) * PROGRAMS.length);
+    expect(expected.size, 'one evaluation job per accepted push, for every program').toBe(accepted.length + cut.length);
     expect(cut.length, 'at most one request in flight per connection at the end').toBeLessThanOrEqual(CONNECTIONS);
     expect(new Set(accepted.map((o) => o.id)).size, 'each accepted push its own Observation').toBe(accepted.length);
     expect(failed).toBe(0);

@@ -127,8 +127,8 @@ describe('Redis killed and restarted (AOF, appendfsync always) during processing
     const failed = (await evaluations.getJobCounts('failed')).failed ?? 0;
     report('redis-restart', {
       accepted: accepted.length,
-      'evaluations expected': expected.length,
-      completed: done.ids.size,
+      'evaluations expected': expected.length * PROGRAMS.length,
+      completed: done.evaluations,
       failed,
       lost,
       duplicated: duplicates(done.perPatientProgram) + duplicates(new Map(responsesOfPushed)) + duplicates(written.tasks),

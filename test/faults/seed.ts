@@ -88,11 +88,11 @@ export function glucose(patientId: string, key: string, value = 1.15): fhir4.Obs
   };
 }
 
-/** The evaluation job ids an accepted Observation (as answered: id and version) must have led to, one per program. */
+/** The evaluation job ids an accepted Observation (as answered: id and version) must have led to: one, for every program. */
 export function expectedJobIds(observation: fhir4.Observation): string[] {
   const patientId = (observation.subject?.reference ?? '').replace(/^Patient\//, '');
   const trigger = `Observation/${observation.id}${observation.meta?.versionId ? `/_history/${observation.meta.versionId}` : ''}`;
-  return PROGRAMS.map((programId) => evaluationJobId(programId, patientId, [trigger]));
+  return [evaluationJobId(PROGRAMS, patientId, [trigger])];
 }
 
 /** How many of each resource a patient has, per program (GuidanceResponse.moduleUri / Task.code), over the whole server. */

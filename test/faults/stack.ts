@@ -93,21 +93,29 @@ export async function startStack(
   };
 }
 
-/** Completed evaluation jobs per `program patient` (job ids `ev.<program>.<patient>.<digest>`), and the ids. */
-export async function completedEvaluations(queue: Queue): Promise<{ ids: Set<string>; perPatientProgram: Map<string, number> }> {
+/**
+ * Completed evaluation jobs: their ids, the evaluations they made per `program patient` (job ids
+ * `ev.<program>[+<program>...].<patient>.<digest>`: one job evaluates a push for every program),
+ * and how many evaluations in all.
+ */
+export async function completedEvaluations(queue: Queue): Promise<{ ids: Set<string>; perPatientProgram: Map<string, number>; evaluations: number }> {
   const ids = new Set<string>();
   const perPatientProgram = new Map<string, number>();
+  let evaluations = 0;
   // Ids only: fetching whole jobs would cost far more.
   const members = await queue.getRanges(['completed'], 0, -1);
   for (const id of members) {
     ids.add(id);
     const match = /^ev\.([^.]+)\.([^.]+)\./.exec(id);
     if (match) {
-      const key = `${match[1]} ${match[2]}`;
-      perPatientProgram.set(key, (perPatientProgram.get(key) ?? 0) + 1);
+      for (const program of (match[1] as string).split('+')) {
+        const key = `${program} ${match[2]}`;
+        perPatientProgram.set(key, (perPatientProgram.get(key) ?? 0) + 1);
+        evaluations += 1;
+      }
     }
   }
-  return { ids, perPatientProgram };
+  return { ids, perPatientProgram, evaluations };
 }
 
 /** Jobs still to run (waiting, active, delayed, prioritized), the daily schedulers' repeat jobs aside. */

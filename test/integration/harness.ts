@@ -114,3 +114,12 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/**
+ * Program evaluations the completed jobs of an evaluation queue made: a push's job evaluates
+ * every program (`ev.<program>+<program>.<patient>.<digest>`), a `$screen` child one.
+ */
+export async function completedEvaluationCount(queue: Queue): Promise<number> {
+  const ids = await queue.getRanges(['completed'], 0, -1);
+  return ids.reduce((sum, id) => sum + (/^ev\.([^.]+)\./.exec(id)?.[1]?.split('+').length ?? 1), 0);
+}

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { SCREENING_QUEUE } from '../../src/queue/queues.js';
 import { redisOptionsFromUrl, startService, type RunningService } from '../../src/service.js';
 import { centreBundle, patient, quantityObservation } from '../fixtures/resources.js';
-import { eventually, startTestService, type TestService } from './harness.js';
+import { completedEvaluationCount, eventually, startTestService, type TestService } from './harness.js';
 
 const PROGRAMS = ['fnmf-prediabetes', 'rediab'];
 
@@ -93,8 +93,8 @@ describe('ROLE=api and ROLE=worker', () => {
     // API only: everything waits, nothing runs, nothing is recorded.
     const waiting = await api.evaluationQueue.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed');
     expect(waiting.waiting).toBeGreaterThan(0);
-    // A Patient and an Observation per patient, each evaluated for every program.
-    expect(waiting.waiting).toBe(patientIds.length * 2 * PROGRAMS.length);
+    // A Patient and an Observation per patient, each evaluated for every program by one job.
+    expect(waiting.waiting).toBe(patientIds.length * 2);
     expect({ ...waiting, waiting: 0 }).toEqual({ waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0 });
     expect((await screeningQueue.getJobCounts('waiting')).waiting).toBe(1);
     for (const id of patientIds) expect(await guidanceResponses(id)).toHaveLength(0);
@@ -121,6 +121,7 @@ describe('ROLE=api and ROLE=worker', () => {
     const counts = await api.evaluationQueue.getJobCounts('completed', 'failed');
     expect(counts.failed).toBe(0);
     expect(counts.completed).toBe((waiting.waiting ?? 0) + patientIds.length);
+    expect(await completedEvaluationCount(api.evaluationQueue)).toBe(patientIds.length * 2 * PROGRAMS.length + patientIds.length);
     for (const id of patientIds) {
       const responses = await guidanceResponses(id);
       expect(responses.map((r) => r.moduleUri?.split('/').pop()).sort()).toEqual([...PROGRAMS].sort());

@@ -128,7 +128,7 @@ describe('$screen with only program and asOf', () => {
       (job) => (job.data as { screenId?: string }).screenId === screenId,
     );
     expect(children.map((job) => (job.data as { patientId: string }).patientId).sort()).toEqual(Object.values(inCentre).sort());
-    for (const job of children) expect(job.returnvalue).toMatchObject({ outcome: Object.entries(inCentre).find(([, id]) => id === (job.data as { patientId: string }).patientId)?.[0] });
+    for (const job of children) expect(job.returnvalue).toMatchObject({ evaluations: [{ outcome: Object.entries(inCentre).find(([, id]) => id === (job.data as { patientId: string }).patientId)?.[0] }] });
 
     // One GuidanceResponse as of AS_OF for each screened patient, none for the others.
     for (const [outcome, id] of Object.entries(inCentre)) {

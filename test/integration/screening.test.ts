@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertValid } from '../../src/fhir/validation.js';
 import { seedCentre, patient, quantityObservation } from '../fixtures/resources.js';
-import { eventually, startTestService, type TestService } from './harness.js';
+import { completedEvaluationCount, eventually, startTestService, type TestService } from './harness.js';
 
 const GR_PROFILE = 'http://forfait-fhir.org/fhir/StructureDefinition/eligibility-guidance-response';
 const TASK_PROFILE = 'http://forfait-fhir.org/fhir/StructureDefinition/enrolment-proposal-task';
@@ -28,7 +28,7 @@ async function guidanceResponses(patientId: string): Promise<fhir4.GuidanceRespo
 }
 
 async function completedEvaluations(): Promise<number> {
-  return (await t.evaluationQueue.getJobCounts('completed')).completed ?? 0;
+  return completedEvaluationCount(t.evaluationQueue);
 }
 
 describe('push mode', () => {

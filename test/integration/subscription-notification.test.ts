@@ -8,7 +8,8 @@ import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCentre, patient, quantityObservation } from '../fixtures/resources.js';
-import { startTestService, type TestService } from './harness.js';
+import { completedEvaluationCount, startTestService, type TestService } from './harness.js';
+import { programsOfJob, type EvaluationJobData } from '../../src/queue/queues.js';
 
 const BACKPORT = 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition';
 const TOPIC = 'http://forfait-fhir.org/fhir/SubscriptionTopic/observation-written';
@@ -102,7 +103,7 @@ async function allJobs(): Promise<number> {
 }
 
 async function completedEvaluations(): Promise<number> {
-  return (await t.evaluationQueue.getJobCounts('completed')).completed ?? 0;
+  return completedEvaluationCount(t.evaluationQueue);
 }
 
 async function guidanceResponses(patientId: string): Promise<fhir4.GuidanceResponse[]> {
@@ -119,12 +120,15 @@ async function expectOneGuidanceResponsePerProgram(patientId: string): Promise<f
   return responses;
 }
 
-/** Triggers of the completed evaluations of a patient (each carries the notified versioned reference). */
+/** Triggers of the completed evaluations of a patient, one per program (each carries the notified versioned reference). */
 async function triggersOf(patientId: string): Promise<{ programId: string; trigger: string[] }[]> {
   const jobs = await t.evaluationQueue.getJobs(['completed'], 0, -1);
   return jobs
     .filter((job) => (job.data as { patientId?: string }).patientId === patientId)
-    .map((job) => job.data as { programId: string; trigger: string[] });
+    .flatMap((job) => {
+      const data = job.data as EvaluationJobData;
+      return programsOfJob(data).map((programId) => ({ programId, trigger: data.trigger }));
+    });
 }
 
 function expectAllOk(response: Awaited<ReturnType<TestService['post']>>): void {
