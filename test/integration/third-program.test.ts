@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedCentre, patient, quantityObservation } from '../fixtures/resources.js';
-import { startTestService, type TestService } from './harness.js';
+import { completedEvaluationCount, startTestService, type TestService } from './harness.js';
 
 const SITE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/site-third-program');
 const PROGRAM = 'gestational-diabetes-follow-up';
@@ -74,7 +74,7 @@ async function guidanceResponses(patientId: string): Promise<fhir4.GuidanceRespo
 }
 
 async function completedEvaluations(): Promise<number> {
-  return (await t.evaluationQueue.getJobCounts('completed')).completed ?? 0;
+  return completedEvaluationCount(t.evaluationQueue);
 }
 
 describe('a third program added as data only (SITE_DIR)', () => {
