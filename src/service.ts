@@ -154,7 +154,10 @@ export async function startService(config: Config, log: Logger): Promise<Running
     }
 
     const redisOptions = redisOptionsFromUrl(ensured.url);
-    const redis = new Redis(redisOptions);
+    // The service's own connection (locks, the directory generation, rate limits; never BullMQ's):
+    // the commands of one tick go to Redis in one write (ioredis auto-pipelining), as the
+    // programs of one evaluation job take their locks together.
+    const redis = new Redis({ ...redisOptions, enableAutoPipelining: true });
     redis.on('error', (error) => log.error({ err: { message: error.message } }, 'redis connection error'));
     cleanups.push(async () => {
       redis.disconnect();

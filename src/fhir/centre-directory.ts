@@ -40,6 +40,8 @@ export async function resolveCentreDirectory(fhir: FhirServer, program: LoadedPr
 
 export class CentreDirectoryCache {
   private readonly entries = new Map<string, { at: number; generation: string | null; value: Promise<CentreDirectory> }>();
+  /** The generation read about to be sent: the calls of the same tick share it (one Redis GET, not one each). */
+  private generationRead: Promise<string | null> | undefined;
 
   constructor(
     private readonly fhir: FhirServer,
@@ -51,12 +53,28 @@ export class CentreDirectoryCache {
 
   async get(program: LoadedProgram): Promise<CentreDirectory> {
     const key = program.definition.id;
-    const generation = await this.generation();
+    const generation = await this.currentGeneration();
     const cached = this.entries.get(key);
     if (cached && cached.generation === generation && this.now() - cached.at < this.ttlMs) return cached.value;
     const value = resolveCentreDirectory(this.fhir, program);
     this.entries.set(key, { at: this.now(), generation, value });
     value.catch(() => this.entries.delete(key));
     return value;
+  }
+
+  /**
+   * The shared generation. Calls made in the same tick (the programs of one evaluation job)
+   * share one GET, sent after the last of them: each call still reads a value Redis gave after
+   * the call was made, so a change counted before it is always seen.
+   */
+  private currentGeneration(): Promise<string | null> {
+    if (this.generationRead) return this.generationRead;
+    const read = new Promise<void>((resolve) => process.nextTick(resolve)).then(() => {
+      // Sent now: later calls wait for a read of their own.
+      this.generationRead = undefined;
+      return this.generation();
+    });
+    this.generationRead = read;
+    return read;
   }
 }

@@ -15,12 +15,26 @@ export interface Locks {
 
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
+/** A connection that knows the release script by its SHA (EVALSHA: the script's text is not sent with every release). */
+type LockRedis = Redis & { releaseLock?: (key: string, token: string) => Promise<number> };
+
+function withReleaseCommand(redis: Redis): Redis & { releaseLock: (key: string, token: string) => Promise<number> } {
+  const lockRedis = redis as LockRedis;
+  // ioredis sends EVALSHA, and EVAL once when the server does not know the script yet.
+  if (!lockRedis.releaseLock) redis.defineCommand('releaseLock', { numberOfKeys: 1, lua: RELEASE });
+  return lockRedis as Redis & { releaseLock: (key: string, token: string) => Promise<number> };
+}
+
 export class RedisLocks implements Locks {
+  private readonly redis: Redis & { releaseLock: (key: string, token: string) => Promise<number> };
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly prefix: string,
     private readonly ttlMs = 30_000,
-  ) {}
+  ) {
+    this.redis = withReleaseCommand(redis);
+  }
 
   async withLock<T>(name: string, work: () => Promise<T>, options: { waitMs?: number; busyMessage?: string } = {}): Promise<T> {
     const key = `${this.prefix}:lock:${name}`;
@@ -33,7 +47,7 @@ export class RedisLocks implements Locks {
     try {
       return await work();
     } finally {
-      await this.redis.eval(RELEASE, 1, key, token);
+      await this.redis.releaseLock(key, token);
     }
   }
 }
