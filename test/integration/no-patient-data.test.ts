@@ -378,10 +378,14 @@ describe('no patient data in logs or Redis', () => {
       assertValid(stored, [PROVENANCE_PROFILE]);
     }
     await allIdle();
-    // The job data is the AuditEvent itself: references and ids only.
-    const job = await queues.find((q) => q.name === AUDIT_QUEUE)?.getJob(`ae.${events[0]?.id as string}`);
-    expect(job?.data).toEqual(events[0]);
-    expect(findSecrets(JSON.stringify(job?.data))).toEqual([]);
+    // The job data is the AuditEvent itself (alone, or with the records queued with it): references and ids only.
+    const auditJobs = (await queues.find((q) => q.name === AUDIT_QUEUE)?.getJobs(['completed'], 0, -1)) ?? [];
+    const carrying = auditJobs.find((job) => job.id === `ae.${events[0]?.id as string}` || (job.data as { records?: fhir4.Resource[] }).records?.some((r) => r.id === events[0]?.id));
+    const data = carrying?.data as fhir4.AuditEvent | { records: fhir4.Resource[] } | undefined;
+    expect(data && 'records' in data ? data.records.find((r) => r.id === events[0]?.id) : data).toEqual(events[0]);
+    for (const job of auditJobs) expect(findSecrets(JSON.stringify(job.data))).toEqual([]);
+    // The Provenances of one evaluation job's programs were queued together: one job carried them (all written, above).
+    expect(auditJobs.some((job) => ((job.data as { records?: unknown[] }).records?.length ?? 0) > 1)).toBe(true);
 
     // Control: a value planted in each Redis type (and a double as bytes) is found by the scan, then removed.
     const control = `${t.prefix}:npd-control`;
