@@ -133,7 +133,8 @@ function computeDateSpan(value: string, zone: string): DateSpan | undefined {
  * other shape (a dateTime). A date-only value is taken as is, in any zone.
  */
 function plainDateBounds(text: string): { first: CalendarDate; last: CalendarDate; unit: 'year' | 'month' | 'day' } | null | undefined {
-  const unit = YEAR.test(text) ? 'year' : YEAR_MONTH.test(text) ? 'month' : DATE.test(text) ? 'day' : undefined;
+  // Each shape has its own length: one regex tested, not three.
+  const unit = text.length === 10 ? (DATE.test(text) ? 'day' : undefined) : text.length === 4 ? (YEAR.test(text) ? 'year' : undefined) : text.length === 7 && YEAR_MONTH.test(text) ? 'month' : undefined;
   if (unit === undefined) return undefined;
   const year = Number(text.slice(0, 4));
   const month = unit === 'year' ? 1 : Number(text.slice(5, 7));
@@ -157,7 +158,7 @@ function endOfInstant(text: string, unit: 'year' | 'month' | 'day', zone: string
   }
   const cached = byText.get(text);
   if (cached !== undefined) return cached;
-  const end = DateTime.fromISO(text, { zone }).endOf(unit).toMillis();
+  const end = fastEndOfInstant(text, unit, zone) ?? DateTime.fromISO(text, { zone }).endOf(unit).toMillis();
   if (endCacheSize >= SPAN_CACHE_SIZE) {
     for (const map of endCache.values()) map.clear();
     endCacheSize = 0;
@@ -165,6 +166,53 @@ function endOfInstant(text: string, unit: 'year' | 'month' | 'day', zone: string
   byText.set(text, end);
   endCacheSize += 1;
   return end;
+}
+
+const offsetFormatters = new Map<string, Intl.DateTimeFormat>();
+/** The end of an `en-US` `longOffset` date: `GMT+01:00`, `GMT-03:30`, `GMT+00:09:21`, or `GMT` alone. */
+const LONG_OFFSET = /GMT(?:([+-])(\d{2}):(\d{2})(?::(\d{2}))?)?$/;
+
+/**
+ * The offset of `zone` at the instant `ms` (local wall clock minus UTC) in milliseconds, as a
+ * cached Intl formatter writes it (`GMT+01:00`, to the second when not whole minutes);
+ * undefined when it writes something else (the caller then falls back to luxon).
+ */
+function zoneOffsetMs(zone: string, ms: number): number | undefined {
+  let formatter = offsetFormatters.get(zone);
+  if (formatter === undefined) {
+    formatter = new Intl.DateTimeFormat('en-US', { timeZone: zone, timeZoneName: 'longOffset' });
+    offsetFormatters.set(zone, formatter);
+  }
+  const match = LONG_OFFSET.exec(formatter.format(ms));
+  if (!match) return undefined;
+  if (match[1] === undefined) return 0;
+  const offset = (Number(match[2]) * 3600 + Number(match[3]) * 60 + Number(match[4] ?? 0)) * 1000;
+  return match[1] === '-' ? -offset : offset;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The last instant of the year/month/day `text` (a valid plain date) in `zone`, without luxon:
+ * the local midnight that starts the next year/month/day, less 1 ms. Only when the zone's
+ * offset is the same whole number of minutes from two days before that midnight to two days
+ * after (no DST or other change near it: the local midnight is one instant, and luxon's
+ * `endOf(unit)` gives exactly it less 1 ms); undefined otherwise (luxon decides).
+ * test/unit/domain/dates-luxon-equivalence.test.ts compares both.
+ */
+function fastEndOfInstant(text: string, unit: 'year' | 'month' | 'day', zone: string): number | undefined {
+  const year = Number(text.slice(0, 4));
+  if (!(year >= 1800 && year <= 9000)) return undefined;
+  const month = unit === 'year' ? 1 : Number(text.slice(5, 7));
+  const day = unit === 'day' ? Number(text.slice(8, 10)) : 1;
+  // Date.UTC normalises the overflowing month/day (the 13th month, the 32nd day).
+  const nextLocalMidnight = unit === 'year' ? Date.UTC(year + 1, 0, 1) : unit === 'month' ? Date.UTC(year, month, 1) : Date.UTC(year, month - 1, day + 1);
+  const offset = zoneOffsetMs(zone, nextLocalMidnight - 2 * DAY_MS);
+  if (offset === undefined || offset % 60_000 !== 0) return undefined;
+  for (let days = -1; days <= 2; days += 1) {
+    if (zoneOffsetMs(zone, nextLocalMidnight + days * DAY_MS) !== offset) return undefined;
+  }
+  return nextLocalMidnight - offset - 1;
 }
 
 function isLeapYear(year: number): boolean {
@@ -202,13 +250,27 @@ interface YearMonthDay {
   day: number;
 }
 
-/** @throws Error when `date` is not a valid `YYYY-MM-DD` calendar date. */
+/** The number written by the `count` ASCII digits of `text` at `from`; -1 if one is not a digit. */
+function digitsAt(text: string, from: number, count: number): number {
+  let value = 0;
+  for (let i = from; i < from + count; i += 1) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/**
+ * @throws Error when `date` is not a valid `YYYY-MM-DD` calendar date. Read char by char (it
+ * runs several times per patient): the same strings as `/^\d{4}-\d{2}-\d{2}$/` are accepted.
+ */
 function parseCalendarDate(date: CalendarDate): YearMonthDay {
-  if (DATE.test(date)) {
-    const year = Number(date.slice(0, 4));
-    const month = Number(date.slice(5, 7));
-    const day = Number(date.slice(8, 10));
-    if (month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month)) return { year, month, day };
+  if (typeof date === 'string' && date.length === 10 && date.charCodeAt(4) === 45 && date.charCodeAt(7) === 45) {
+    const year = digitsAt(date, 0, 4);
+    const month = digitsAt(date, 5, 2);
+    const day = digitsAt(date, 8, 2);
+    if (year >= 0 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month)) return { year, month, day };
   }
   throw new Error(`Invalid calendar date "${date}" (expected YYYY-MM-DD)`);
 }
@@ -219,7 +281,19 @@ function parseCalendarDate(date: CalendarDate): YearMonthDay {
  * 12 months before 2025-02-28 is 2024-02-28, 12 months before 2024-02-29 is 2023-02-28,
  * 1 month before 2025-03-31 is 2025-02-28.
  */
+/** The last look-back start computed, per number of months (every patient of a run has the same `asOf`). */
+const lastLookbackStarts = new Map<number, { asOf: CalendarDate; start: CalendarDate }>();
+
 export function lookbackStart(asOf: CalendarDate, months: number): CalendarDate {
+  const last = lastLookbackStarts.get(months);
+  if (last !== undefined && last.asOf === asOf) return last.start;
+  const start = computeLookbackStart(asOf, months);
+  if (lastLookbackStarts.size >= 100) lastLookbackStarts.clear();
+  lastLookbackStarts.set(months, { asOf, start });
+  return start;
+}
+
+function computeLookbackStart(asOf: CalendarDate, months: number): CalendarDate {
   const { year, month, day } = parseCalendarDate(asOf);
   if (!Number.isInteger(months)) return isoDate(DateTime.fromISO(asOf, { zone: 'UTC' }).minus({ months }));
   const index = year * 12 + (month - 1) - months;

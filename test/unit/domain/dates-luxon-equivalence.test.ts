@@ -120,6 +120,20 @@ describe('date arithmetic without luxon equals the luxon path', () => {
     expect(dateSpanOf('2000-02', 'Europe/Paris')?.last).toBe('2000-02-29');
   });
 
+  it('latest instants without luxon (Intl offsets, luxon only near a change of offset) equal luxon: every day, month and year around DST and other changes', () => {
+    // Changes at midnight (Sao Paulo, Santiago, Beirut, Havana), 30 min DST (Lord Howe), 2 h DST
+    // (Troll), negative DST (Dublin), a skipped day (Apia 2011-12-30), Ramadan DST (Casablanca).
+    const zones = ['Europe/Paris', 'America/Sao_Paulo', 'America/Santiago', 'Asia/Beirut', 'America/Havana', 'Australia/Lord_Howe', 'Antarctica/Troll', 'Europe/Dublin', 'Pacific/Apia', 'Africa/Casablanca', 'Asia/Kolkata', 'UTC'];
+    const texts: string[] = [];
+    for (let day = DateTime.fromISO('2010-12-25', { zone: 'UTC' }); day.year < 2012 || day.month < 2; day = day.plus({ days: 1 })) texts.push(isoDate(day));
+    for (let year = 1800; year <= 2100; year += 7) texts.push(pad(year, 4));
+    for (let month = 0; month < 12 * 3; month += 1) texts.push(`${2016 + Math.floor(month / 12)}-${pad((month % 12) + 1, 2)}`);
+    texts.push('9000-12-31', '9001-01-01', '1799-12-31', '1800-01-01', '1911-03-10', '1911-03-11');
+    for (const tz of zones) {
+      for (const text of texts) expect(dateSpanOf(text, tz)?.latestInstant, `${text} ${tz}`).toBe(referenceSpan(text, tz)?.latestInstant);
+    }
+  });
+
   it('lookbackStart (calendar months back, day clamped to the month end)', () => {
     fc.assert(
       fc.property(validDate, fc.integer({ min: 0, max: 1300 }), (asOf, months) => {
