@@ -69,7 +69,36 @@ export function convertQuantity(quantity: fhir4.Quantity, dimension: string, uni
     };
   }
   const factor = dim.factors[fromCode] as string;
-  return { ok: true, value: toDecimal(quantity.value).times(factor), canonical: dim.canonical, fromCode };
+  return { ok: true, value: convertedValue(quantity.value, factor), canonical: dim.canonical, fromCode };
+}
+
+/**
+ * `value × factor`, exact (decimal.js), memoised per factor and value: a population has few
+ * distinct measured values per unit, and the product is the same Decimal (immutable) each time.
+ * Only numbers (but -0) and strings are memoised; a number and a string are distinct Map keys.
+ */
+const convertedValues = new Map<string, Map<number | string, Decimal>>();
+const CONVERTED_VALUES_MAX = 20_000;
+let convertedValuesSize = 0;
+
+function convertedValue(value: number | string, factor: string): Decimal {
+  if (!((typeof value === 'number' && !Object.is(value, -0)) || typeof value === 'string')) return toDecimal(value).times(factor);
+  let byValue = convertedValues.get(factor);
+  if (byValue === undefined) {
+    byValue = new Map();
+    convertedValues.set(factor, byValue);
+  }
+  let converted = byValue.get(value);
+  if (converted === undefined) {
+    converted = toDecimal(value).times(factor);
+    if (convertedValuesSize >= CONVERTED_VALUES_MAX) {
+      for (const values of convertedValues.values()) values.clear();
+      convertedValuesSize = 0;
+    }
+    byValue.set(value, converted);
+    convertedValuesSize += 1;
+  }
+  return converted;
 }
 
 /** The UCUM code of `unit` in `dimension` (itself, or what an alias maps to), or undefined when unknown. */

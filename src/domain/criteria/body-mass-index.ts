@@ -12,8 +12,8 @@ import { isWithinLookback } from '../dates.js';
 import type { CriterionResult, DataIssue, MissingData } from '../types.js';
 import { convertQuantity, resolveUnitCode } from '../units.js';
 import { enumeratedCodes } from '../value-sets.js';
-import { valueSetById, type CriterionEvaluator, type CriterionOf } from './context.js';
-import { describeQuantity, describeSpan, latestOf, quantityObservationsIn, type DatedObservation } from './observations.js';
+import { valueSetById, type CriterionEvaluator, type CriterionOf, type EvaluationContext } from './context.js';
+import { describeQuantity, describeSpan, JudgementMemo, latestOf, quantityId, quantityPairId, quantityObservationsIn, type DatedObservation } from './observations.js';
 
 /** The units.json dimensions of the three measures (the schema gives this kind no `dimension`). */
 export const BMI_DIMENSIONS = { bmi: 'body-mass-index', weight: 'mass', height: 'length' } as const;
@@ -26,15 +26,11 @@ const LABEL = 'body-mass index';
 type Criterion = CriterionOf<'body-mass-index'>;
 
 export const evaluateBodyMassIndex: CriterionEvaluator<'body-mass-index'> = (criterion, context) => {
-  const { shared, asOf } = context;
+  const { shared } = context;
   const months = criterion.lookbackMonths;
-  const measures = (valueSetId: string, lookback: number | undefined): DatedObservation[] =>
-    quantityObservationsIn(context, [valueSetById(shared, valueSetId)]).filter((candidate) =>
-      isWithinLookback(candidate.date, asOf, lookback),
-    );
-  const bmi = latestOf(measures(criterion.bmiValueSet, months));
-  const weight = latestOf(measures(criterion.weightValueSet, months));
-  const height = latestOf(measures(criterion.heightValueSet, criterion.heightLookbackMonths));
+  const bmi = latestOf(measures(context, criterion.bmiValueSet, months));
+  const weight = latestOf(measures(context, criterion.weightValueSet, months));
+  const height = latestOf(measures(context, criterion.heightValueSet, criterion.heightLookbackMonths));
 
   if (weight && height && (!bmi || weight.date.latestInstant > bmi.date.latestInstant)) {
     return judgeComputed(criterion, shared.units, weight, height);
@@ -43,7 +39,7 @@ export const evaluateBodyMassIndex: CriterionEvaluator<'body-mass-index'> = (cri
 
   const heightWindow =
     criterion.heightLookbackMonths === undefined ? '' : ` within the last ${criterion.heightLookbackMonths} months`;
-  const codes = (valueSetId: string) => enumeratedCodes(valueSetById(shared, valueSetId));
+  const codes = (valueSetId: string): ReturnType<typeof enumeratedCodes> => enumeratedCodes(valueSetById(shared, valueSetId));
   const missing: MissingData[] = [
     { type: 'Observation', codes: codes(criterion.bmiValueSet), description: `${LABEL} within the last ${months} months` },
   ];
@@ -68,6 +64,18 @@ export const evaluateBodyMassIndex: CriterionEvaluator<'body-mass-index'> = (cri
   };
 };
 
+/** The value set's judgeable measures within the look-back window (`lookback` undefined: any date up to asOf). */
+function measures(context: EvaluationContext, valueSetId: string, lookback: number | undefined): DatedObservation[] {
+  const found = quantityObservationsIn(context, [valueSetById(context.shared, valueSetId)]);
+  const inWindow: DatedObservation[] = [];
+  for (const candidate of found) if (isWithinLookback(candidate.date, context.asOf, lookback)) inWindow.push(candidate);
+  return inWindow;
+}
+
+/** Judgements of an observed BMI, and of a weight and height, per criterion: the same for every patient with those values. */
+const judgedValues = new JudgementMemo<Judged>();
+const computedValues = new JudgementMemo<Judged>();
+
 function judgeObserved(criterion: Criterion, units: UnitsData, bmi: DatedObservation): CriterionResult {
   const conversion = convertQuantity(bmi.quantity, BMI_DIMENSIONS.bmi, units);
   if (!conversion.ok) {
@@ -75,9 +83,10 @@ function judgeObserved(criterion: Criterion, units: UnitsData, bmi: DatedObserva
       { ...conversion.issue, resource: bmi.reference },
     ]);
   }
-  return judge(criterion, conversion.value, conversion.canonical, false, [bmi.reference], (shown) =>
-    `Latest ${LABEL} (${describeSpan(bmi.date)}): ${shown}`,
+  const judged = judgedValues.get(criterion, units, quantityId(bmi.quantity), () =>
+    judge(criterion, conversion.value, conversion.canonical, false),
   );
+  return result(criterion, judged, [bmi.reference], `Latest ${LABEL} (${describeSpan(bmi.date)}): ${judged.shown} ${judged.unit}`);
 }
 
 function judgeComputed(
@@ -115,21 +124,29 @@ function judgeComputed(
   if (!bmiDimension || factor === undefined) {
     throw new Error(`units.json: dimension "${BMI_DIMENSIONS.bmi}" must accept "${ratioUnit}"`);
   }
-  const value = mass.value.dividedBy(length.value.pow(2)).times(factor);
-  return judge(criterion, value, bmiDimension.canonical, true, evidence, (shown) =>
-    `${capitalize(LABEL)} ${shown} computed from the body weight of ${describeSpan(weight.date)} ` +
-    `(${describeQuantity(weight.quantity)}) and the body height of ${describeSpan(height.date)} (${describeQuantity(height.quantity)})`,
+  const key = quantityPairId(quantityId(weight.quantity), quantityId(height.quantity));
+  const judged = computedValues.get(criterion, units, key, () =>
+    judge(criterion, mass.value.dividedBy(length.value.pow(2)).times(factor), bmiDimension.canonical, true),
+  );
+  return result(
+    criterion,
+    judged,
+    evidence,
+    `${capitalize(LABEL)} ${judged.shown} ${judged.unit} computed from the body weight of ${describeSpan(weight.date)} ` +
+      `(${describeQuantity(weight.quantity)}) and the body height of ${describeSpan(height.date)} (${describeQuantity(height.quantity)})`,
   );
 }
 
-function judge(
-  criterion: Criterion,
-  exact: Decimal,
-  unit: string,
-  computed: boolean,
-  evidence: string[],
-  describe: (shown: string) => string,
-): CriterionResult {
+/** A value judged against the criterion's range: what the reason and the result take of it. */
+interface Judged {
+  status: 'met' | 'not-met';
+  shown: string;
+  unit: string;
+  /** `, {position} the required range {range}.` */
+  tail: string;
+}
+
+function judge(criterion: Criterion, exact: Decimal, unit: string, computed: boolean): Judged {
   const rounded = roundHalfUp(exact, criterion.precision);
   const shown =
     criterion.precision !== undefined
@@ -137,10 +154,19 @@ function judge(
       : formatDecimal(computed ? roundHalfUp(exact, COMPUTED_DISPLAY_DECIMALS) : exact);
   const position = positionInRange(rounded, criterion.low, criterion.high);
   return {
-    code: criterion.code,
     status: position === 'within' ? 'met' : 'not-met',
-    value: { type: 'Quantity', value: shown, unit, code: unit },
-    reason: `${describe(`${shown} ${unit}`)}, ${position} the required range ${describeRange(criterion.low, criterion.high, unit)}.`,
+    shown,
+    unit,
+    tail: `, ${position} the required range ${describeRange(criterion.low, criterion.high, unit)}.`,
+  };
+}
+
+function result(criterion: Criterion, judged: Judged, evidence: string[], described: string): CriterionResult {
+  return {
+    code: criterion.code,
+    status: judged.status,
+    value: { type: 'Quantity', value: judged.shown, unit: judged.unit, code: judged.unit },
+    reason: `${described}${judged.tail}`,
     evidence,
   };
 }

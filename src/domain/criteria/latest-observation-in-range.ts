@@ -11,14 +11,14 @@
  * A value without that evidence never proves the criterion.
  */
 import type { ValueSetData } from '../../programs/schema.js';
-import { describeRange, formatDecimal, positionInRange, roundHalfUp, toDecimal } from '../decimal.js';
+import { describeRange, formatDecimal, positionInRange, roundHalfUp, toDecimal, type Decimal } from '../decimal.js';
 import { isWithinLookback, lookbackStart } from '../dates.js';
 import { referenceKey, versionedReference } from '../references.js';
 import type { CriterionResult } from '../types.js';
 import { convertQuantity } from '../units.js';
 import { enumeratedCodes, findCoding } from '../value-sets.js';
 import { valueSetById, type CriterionEvaluator, type CriterionOf, type EvaluationContext } from './context.js';
-import { describeQuantity, describeSpan, latestOf, quantityObservationsIn, type DatedObservation } from './observations.js';
+import { describeQuantity, describeSpan, JudgementMemo, latestOf, quantityId, quantityObservationsIn, type DatedObservation } from './observations.js';
 
 interface Candidate extends DatedObservation {
   /** Undefined: not qualifying; otherwise the extra evidence (e.g. the Specimen) that made it qualify. */
@@ -99,25 +99,54 @@ function judge(
       issues: [{ ...conversion.issue, resource: latest.reference }],
     };
   }
+  const { shown, canonical, judged, flag } = judgedQuantities.get(criterion, context.shared.units, quantityId(latest.quantity), () =>
+    judgeQuantity(criterion, latest.quantity, conversion),
+  );
+  const result: CriterionResult = {
+    code: criterion.code,
+    status: judged.status,
+    value: { type: 'Quantity', value: shown, unit: canonical, code: canonical },
+    reason: `Latest ${criterion.label} (${when}): ${judged.text}`,
+    evidence,
+  };
+  return flag === undefined ? result : { ...result, flags: [flag] };
+}
+
+/** What a criterion makes of a converted value: the same for every patient with that quantity. */
+interface JudgedQuantity {
+  shown: string;
+  canonical: string;
+  /** Status, and the reason after the date: `{as given} {position} the required range {range}[ (flags)].` */
+  judged: { status: 'met' | 'not-met'; text: string };
+  /** The criterion's above-range flag, when the value is above. */
+  flag: string | undefined;
+}
+
+const judgedQuantities = new JudgementMemo<JudgedQuantity>();
+
+function judgeQuantity(
+  criterion: CriterionOf<'latest-observation-in-range'>,
+  quantity: fhir4.Quantity & { value: number },
+  conversion: { value: Decimal; canonical: string; fromCode: string },
+): JudgedQuantity {
   const rounded = roundHalfUp(conversion.value, criterion.precision);
   const shown = formatDecimal(rounded, criterion.precision);
   const asGiven =
-    conversion.fromCode === conversion.canonical && toDecimal(latest.quantity.value).equals(rounded)
+    conversion.fromCode === conversion.canonical && toDecimal(quantity.value).equals(rounded)
       ? `${shown} ${conversion.canonical}`
-      : `${describeQuantity(latest.quantity)}, i.e. ${shown} ${conversion.canonical},`;
+      : `${describeQuantity(quantity)}, i.e. ${shown} ${conversion.canonical},`;
   const position = positionInRange(rounded, criterion.low, criterion.high);
   const range = describeRange(criterion.low, criterion.high, conversion.canonical);
   const flags = position === 'above' && criterion.aboveRangeFlag !== undefined ? [criterion.aboveRangeFlag] : [];
-  const result: CriterionResult = {
-    code: criterion.code,
-    status: position === 'within' ? 'met' : 'not-met',
-    value: { type: 'Quantity', value: shown, unit: conversion.canonical, code: conversion.canonical },
-    reason:
-      `Latest ${criterion.label} (${when}): ${asGiven} ${position} the required range ${range}` +
-      `${flags.length > 0 ? ` (${flags.join('; ')})` : ''}.`,
-    evidence,
+  return {
+    shown,
+    canonical: conversion.canonical,
+    judged: {
+      status: position === 'within' ? 'met' : 'not-met',
+      text: `${asGiven} ${position} the required range ${range}${flags.length > 0 ? ` (${flags.join('; ')})` : ''}.`,
+    },
+    flag: flags[0],
   };
-  return flags.length > 0 ? { ...result, flags } : result;
 }
 
 /**

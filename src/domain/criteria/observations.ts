@@ -1,5 +1,5 @@
 /** Selecting the Observations a quantity criterion may judge (shared by glucose-like and BMI criteria). */
-import type { ValueSetData } from '../../programs/schema.js';
+import type { UnitsData, ValueSetData } from '../../programs/schema.js';
 import { dateSpanOf, observationDateSpan, type DateSpan } from '../dates.js';
 import { versionedReference } from '../references.js';
 import { findCoding } from '../value-sets.js';
@@ -73,4 +73,90 @@ export function describeQuantity(quantity: fhir4.Quantity): string {
 /** `2025-03-01`, or `2025-03-01 to 2025-03-31` for a partial date. */
 export function describeSpan(span: DateSpan): string {
   return span.first === span.last ? span.first : `${span.first} to ${span.last}`;
+}
+
+type QuantityField = string | undefined;
+/**
+ * Distinct quantities seen (value with its JS type, unit, code, system), numbered: memo keys.
+ * Numbers are never reused: once MAX_QUANTITY_IDS quantities are numbered, later ones get none
+ * (judged without memo). Restarting the numbering instead could give a pair key taken before
+ * the restart and one after the same number for two different pairs.
+ */
+const quantityIds = new Map<number | string, Map<QuantityField, Map<QuantityField, Map<QuantityField, number>>>>();
+let quantityIdCount = 0;
+const MAX_QUANTITY_IDS = 20_000;
+
+const isTextOrAbsent = (field: unknown): field is QuantityField => field === undefined || typeof field === 'string';
+
+/**
+ * The number of a distinct quantity: the same for two quantities with the same value (a
+ * number, or a string: never equal to each other), unit, code and system, i.e. everything a
+ * criterion reads of a quantity. Undefined for an unusual one (-0, a value or field of another
+ * type), and once MAX_QUANTITY_IDS are numbered: it is judged without memo. Nested Maps of the
+ * fields: no key string is built.
+ */
+export function quantityId(quantity: fhir4.Quantity): number | undefined {
+  const { value, unit, code, system } = quantity as { value: unknown; unit: unknown; code: unknown; system: unknown };
+  if (!((typeof value === 'number' && !Object.is(value, -0)) || typeof value === 'string')) return undefined;
+  if (!isTextOrAbsent(unit) || !isTextOrAbsent(code) || !isTextOrAbsent(system)) return undefined;
+  const full = quantityIdCount >= MAX_QUANTITY_IDS;
+  let byUnit = quantityIds.get(value);
+  if (byUnit === undefined) {
+    if (full) return undefined;
+    byUnit = new Map();
+    quantityIds.set(value, byUnit);
+  }
+  let byCode = byUnit.get(unit);
+  if (byCode === undefined) {
+    if (full) return undefined;
+    byCode = new Map();
+    byUnit.set(unit, byCode);
+  }
+  let bySystem = byCode.get(code);
+  if (bySystem === undefined) {
+    if (full) return undefined;
+    bySystem = new Map();
+    byCode.set(code, bySystem);
+  }
+  let id = bySystem.get(system);
+  if (id === undefined) {
+    if (full) return undefined;
+    id = quantityIdCount;
+    quantityIdCount += 1;
+    bySystem.set(system, id);
+  }
+  return id;
+}
+
+/** A memo key for a pair of quantities (each id is below MAX_QUANTITY_IDS). */
+export function quantityPairId(first: number | undefined, second: number | undefined): number | undefined {
+  return first === undefined || second === undefined ? undefined : first * MAX_QUANTITY_IDS + second;
+}
+
+/**
+ * A memo of pure judgements per criterion (program data, read-only once loaded) and units
+ * data, keyed by quantity ids: what a criterion makes of a value depends on nothing else, and a
+ * population has few distinct values. Bounded (cleared when full).
+ */
+export class JudgementMemo<T> {
+  private readonly byCriterion = new WeakMap<object, { units: UnitsData; values: Map<number, T> }>();
+
+  constructor(private readonly max = 20_000) {}
+
+  /** The memoised `compute()`; `key` undefined: computed, not memoised. Take the key (quantity ids) before calling. */
+  get(criterion: object, units: UnitsData, key: number | undefined, compute: () => T): T {
+    if (key === undefined) return compute();
+    let entry = this.byCriterion.get(criterion);
+    if (entry === undefined || entry.units !== units) {
+      entry = { units, values: new Map() };
+      this.byCriterion.set(criterion, entry);
+    }
+    let value = entry.values.get(key);
+    if (value === undefined) {
+      value = compute();
+      if (entry.values.size >= this.max) entry.values.clear();
+      entry.values.set(key, value);
+    }
+    return value;
+  }
 }
