@@ -17,9 +17,9 @@
 import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { PatientJoin, centresOfPatient, compactVerdictLine, enrolledIn, recordOf, type PatientBucket } from '../domain/bulk/join.js';
+import { addToBucket, centresOfPatient, compactVerdictLine, emptyBucket, enrolledIn, recordOf, type PatientBucket } from '../domain/bulk/join.js';
 import { emptyCounts, inputIssue } from '../domain/bulk/manifest.js';
-import { PartitionRunWriter, runsInInputOrder } from '../domain/bulk/partition-codec.js';
+import { PartitionRunWriter, forEachKeyedRecord, runsInInputOrder } from '../domain/bulk/partition-codec.js';
 import { PATIENT_TYPES, partitionOf, patientIdOf, reduceResource, reductionPlan } from '../domain/bulk/reduce.js';
 import { evaluateEligibility } from '../domain/evaluate.js';
 import type { CalendarDate, CentreDirectory, EligibilityVerdict } from '../domain/types.js';
@@ -99,7 +99,7 @@ function readBlock(block: number, bytes: Uint8Array): BlockAnswer {
     }
     const reduced = reduceResource(resource, plan);
     if (!reduced) continue;
-    (writers[partitionOf(patientId, partitions)] as PartitionRunWriter).add(block, JSON.stringify(reduced));
+    (writers[partitionOf(patientId, partitions)] as PartitionRunWriter).addKeyed(block, patientId, JSON.stringify(reduced));
   }
   return { kind: 'block', block, lines, resources, skipped, problemLines: Int32Array.from(problemLines), problemCodes: Int32Array.from(problemCodes), organizations, roles, bytes };
 }
@@ -155,16 +155,16 @@ function evaluatePartition(partition: number, workers: number): PartitionAnswer 
     files.push(bytes);
     rmSync(file, { force: true });
   }
-  const join = new PatientJoin();
+  // Each patient's records (JSON text, keyed by patient id in the file) in input order, patients
+  // in the order of their first record; a patient's JSON is parsed only when it is evaluated.
+  const recordsOf = new Map<string, string[]>();
+  const group = (patientId: string, json: string): void => {
+    const records = recordsOf.get(patientId);
+    if (records === undefined) recordsOf.set(patientId, [json]);
+    else records.push(json);
+  };
   for (const run of runsInInputOrder(files)) {
-    const text = Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength).toString('utf8', run.start, run.end);
-    let at = 0;
-    while (at < text.length) {
-      let end = text.indexOf('\n', at);
-      if (end < 0) end = text.length;
-      join.add(JSON.parse(text.slice(at, end)) as fhir4.Resource);
-      at = end + 1;
-    }
+    forEachKeyedRecord(Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength).toString('utf8', run.start, run.end), group);
   }
   const counts = emptyCounts();
   const output: string[] = [];
@@ -172,7 +172,9 @@ function evaluatePartition(partition: number, workers: number): PartitionAnswer 
   const candidates: ProposalCandidate[] = [];
   let orphans = 0;
   let patients = 0;
-  for (const [patientId, bucket] of join.buckets) {
+  for (const [patientId, records] of recordsOf) {
+    const bucket = emptyBucket();
+    for (const json of records) addToBucket(bucket, JSON.parse(json) as fhir4.Resource);
     if (!bucket.patient) {
       orphans += 1;
       continue;

@@ -19,7 +19,7 @@ export interface PatientBucket {
   episodes: fhir4.EpisodeOfCare[];
 }
 
-const emptyBucket = (): PatientBucket => ({ observations: [], conditions: [], coverages: [], consents: [], specimens: [], episodes: [] });
+export const emptyBucket = (): PatientBucket => ({ observations: [], conditions: [], coverages: [], consents: [], specimens: [], episodes: [] });
 
 /** Groups reduced resources per patient id (a Map in input order). Resources of no patient are skipped. */
 export class PatientJoin {
@@ -33,31 +33,39 @@ export class PatientJoin {
       bucket = emptyBucket();
       this.buckets.set(id, bucket);
     }
-    switch (resource.resourceType) {
-      case 'Patient':
-        bucket.patient = resource as fhir4.Patient;
-        break;
-      case 'Observation':
-        bucket.observations.push(resource as fhir4.Observation);
-        break;
-      case 'Condition':
-        bucket.conditions.push(resource as fhir4.Condition);
-        break;
-      case 'Coverage':
-        bucket.coverages.push(resource as fhir4.Coverage);
-        break;
-      case 'Consent':
-        bucket.consents.push(resource as fhir4.Consent);
-        break;
-      case 'Specimen':
-        bucket.specimens.push(resource as fhir4.Specimen);
-        break;
-      case 'EpisodeOfCare':
-        bucket.episodes.push(resource as fhir4.EpisodeOfCare);
-        break;
-      default:
-        break;
-    }
+    addToBucket(bucket, resource);
+  }
+}
+
+/**
+ * Adds a resource already known to be of the bucket's patient (`patientIdOf(resource)` is its
+ * id) to the bucket: what `PatientJoin.add` does once it has found the bucket.
+ */
+export function addToBucket(bucket: PatientBucket, resource: fhir4.Resource): void {
+  switch (resource.resourceType) {
+    case 'Patient':
+      bucket.patient = resource as fhir4.Patient;
+      break;
+    case 'Observation':
+      bucket.observations.push(resource as fhir4.Observation);
+      break;
+    case 'Condition':
+      bucket.conditions.push(resource as fhir4.Condition);
+      break;
+    case 'Coverage':
+      bucket.coverages.push(resource as fhir4.Coverage);
+      break;
+    case 'Consent':
+      bucket.consents.push(resource as fhir4.Consent);
+      break;
+    case 'Specimen':
+      bucket.specimens.push(resource as fhir4.Specimen);
+      break;
+    case 'EpisodeOfCare':
+      bucket.episodes.push(resource as fhir4.EpisodeOfCare);
+      break;
+    default:
+      break;
   }
 }
 

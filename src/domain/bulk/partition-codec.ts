@@ -6,7 +6,14 @@
  * block that had resources of that partition:
  *
  *     run    = block:u32le  length:u32le  payload[length]
- *     payload = record ('\n' record)*          (records as compact JSON, UTF-8)
+ *     payload = record ('\n' record)*          (UTF-8 text without newlines)
+ *
+ * Bulk screening's records are keyed (`addKeyed`, `forEachKeyedRecord`): `key '\t' json`, the
+ * patient's id then the reduced resource as compact JSON (JSON.stringify escapes every
+ * control character, and a FHIR id has no tab: neither ever holds a tab or a newline). The
+ * reader groups records per patient from the key alone, and parses a patient's JSON only
+ * when it evaluates that patient: its objects die young instead of living through the whole
+ * partition (their copying by the young-generation GC was the costliest part of evaluating).
  *
  * The block number restores the input order when a partition is read back from the files of
  * every worker (runs sorted by block): patients come out in the order of their first resource
@@ -115,6 +122,33 @@ export class PartitionRunWriter {
     this.used += this.encode(record);
   }
 
+  /**
+   * Appends the record `key '\t' json` (see the file comment): `key` must hold no tab nor
+   * newline, `json` no newline. Written in place, without building the joined string.
+   */
+  addKeyed(block: number, key: string, json: string): void {
+    const worst = (key.length + 1 + json.length) * 3 + 1;
+    if (!(this.runBlock === block && this.used + worst <= this.bytes.length) && RUN_HEADER_BYTES + worst > this.bytes.length) {
+      // Larger than the buffer: a run of its own, through the general path.
+      this.add(block, `${key}\t${json}`);
+      return;
+    }
+    if (this.runBlock === block && this.used + worst <= this.bytes.length) {
+      this.bytes[this.used] = 0x0a;
+      this.used += 1;
+    } else {
+      this.closeRun();
+      if (this.used + RUN_HEADER_BYTES + worst > this.bytes.length) this.flush();
+      this.runStart = this.used;
+      this.runBlock = block;
+      this.used += RUN_HEADER_BYTES;
+    }
+    this.used += this.encode(key);
+    this.bytes[this.used] = 0x09;
+    this.used += 1;
+    this.used += this.encode(json);
+  }
+
   /** Hands what is buffered to the sink (the open run is closed first). */
   flush(): void {
     this.closeRun();
@@ -133,5 +167,22 @@ export class PartitionRunWriter {
     this.view.setUint32(this.runStart + 4, this.used - this.runStart - RUN_HEADER_BYTES, true);
     this.runStart = -1;
     this.runBlock = -1;
+  }
+}
+
+/**
+ * Calls `record(key, json)` for each keyed record (`key '\t' json`) of a run's text, in order.
+ * `json` is a slice of `text` (not parsed).
+ * @throws Error for a record without its tab (a file not written by `addKeyed`).
+ */
+export function forEachKeyedRecord(text: string, record: (key: string, json: string) => void): void {
+  let at = 0;
+  while (at < text.length) {
+    let end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    const tab = text.indexOf('\t', at);
+    if (tab < 0 || tab >= end) throw new Error('a partition record has no key');
+    record(text.slice(at, tab), text.slice(tab + 1, end));
+    at = end + 1;
   }
 }

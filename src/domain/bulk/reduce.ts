@@ -103,12 +103,42 @@ const versionOnly = (meta: fhir4.Meta | undefined): { meta?: fhir4.Meta } => (me
 /** Elements never read by a criterion, dropped from every kept non-Patient resource (`meta` is reduced to its versionId). */
 const DROPPED: ReadonlySet<string> = new Set(['meta', 'text', 'identifier', 'performer', 'note', 'interpretation', 'referenceRange', 'encounter', 'basedOn', 'partOf', 'hasMember', 'derivedFrom', 'device', 'bodySite', 'asserter', 'recorder', 'evidence', 'stage', 'subscriber', 'policyHolder', 'costToBeneficiary', 'contract', 'extension', 'modifierExtension', 'implicitRules', 'language']);
 
-/** A copy without the DROPPED elements (built key by key: `delete` would make a slow dictionary-mode object). */
-function withoutDropped<T extends fhir4.Resource>(resource: T, keepExtensions: boolean): T {
+/**
+ * `code` without its codings' `display`: criteria match codes by system and code only
+ * (`findCoding`, `matchingCode`), and reasons name codes, never displays. Anything that is
+ * not a CodeableConcept with a `coding` array is kept as it is.
+ */
+function codeWithoutDisplay(concept: unknown): unknown {
+  const coding = (concept as fhir4.CodeableConcept | null | undefined)?.coding;
+  if (!Array.isArray(coding) || !coding.some((c) => typeof c === 'object' && c !== null && 'display' in c)) return concept;
+  return {
+    ...(concept as fhir4.CodeableConcept),
+    coding: coding.map((c: unknown) => {
+      if (typeof c !== 'object' || c === null || !('display' in c)) return c;
+      const copy: Record<string, unknown> = {};
+      for (const key in c) if (key !== 'display') copy[key] = (c as Record<string, unknown>)[key];
+      return copy;
+    }),
+  };
+}
+
+/**
+ * A copy without the DROPPED elements (built key by key: `delete` would make a slow dictionary-mode object).
+ * `lean` (Observations and Conditions): also without `category` (Observation.category: no criterion
+ * reads it; Consent.category, which one does, is never lean) and without the `display` of `code`'s codings.
+ */
+function withoutDropped<T extends fhir4.Resource>(resource: T, keepExtensions: boolean, lean = false): T {
   const source = resource as unknown as Record<string, unknown>;
   const copy: Record<string, unknown> = {};
   for (const key in source) {
     if (DROPPED.has(key) && !(keepExtensions && key === 'extension')) continue;
+    if (lean) {
+      if (key === 'category') continue;
+      if (key === 'code') {
+        copy[key] = codeWithoutDisplay(source[key]);
+        continue;
+      }
+    }
     copy[key] = source[key];
   }
   if (resource.meta?.versionId) copy['meta'] = { versionId: resource.meta.versionId };
@@ -119,7 +149,8 @@ function withoutDropped<T extends fhir4.Resource>(resource: T, keepExtensions: b
  * The resource as the program's criteria need it, or undefined when they cannot use it.
  * Patient: gender, birth date, GP, deceased and (only for a residence criterion) the
  * postal code, use and period of its addresses. Others: everything but the elements no
- * criterion reads (the Observation keeps `extension`: a fasting-status qualifier may be one).
+ * criterion reads (the Observation keeps `extension`: a fasting-status qualifier may be one;
+ * Observations and Conditions lose `category` and their code's displays as well).
  */
 export function reduceResource(resource: fhir4.Resource, plan: ReductionPlan): fhir4.Resource | undefined {
   switch (resource.resourceType) {
@@ -142,9 +173,9 @@ export function reduceResource(resource: fhir4.Resource, plan: ReductionPlan): f
       return reduced;
     }
     case 'Observation':
-      return findCoding((resource as fhir4.Observation).code, plan.observationValueSets) ? withoutDropped(resource, true) : undefined;
+      return findCoding((resource as fhir4.Observation).code, plan.observationValueSets) ? withoutDropped(resource, true, true) : undefined;
     case 'Condition':
-      return findCoding((resource as fhir4.Condition).code, plan.conditionValueSets) ? withoutDropped(resource, false) : undefined;
+      return findCoding((resource as fhir4.Condition).code, plan.conditionValueSets) ? withoutDropped(resource, false, true) : undefined;
     case 'Coverage':
       return plan.coverages ? withoutDropped(resource, false) : undefined;
     case 'Consent':

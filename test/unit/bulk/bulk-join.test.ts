@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ndjsonLines } from '../../../src/app/bulk-screening.js';
-import { PatientJoin, centresOfPatient, compactVerdict, directoryWithInput, enrolledIn, recordOf, type PatientBucket } from '../../../src/domain/bulk/join.js';
+import { PatientJoin, addToBucket, centresOfPatient, compactVerdict, directoryWithInput, emptyBucket, enrolledIn, recordOf, type PatientBucket } from '../../../src/domain/bulk/join.js';
+import { PartitionRunWriter, forEachKeyedRecord, runsInInputOrder } from '../../../src/domain/bulk/partition-codec.js';
 import { partitionOf, patientIdOf, reduceResource, reductionPlan } from '../../../src/domain/bulk/reduce.js';
 import { evaluateEligibility } from '../../../src/domain/evaluate.js';
 import type { PatientRecord } from '../../../src/domain/types.js';
@@ -72,6 +73,25 @@ describe('reductionPlan and reduceResource', () => {
     });
     // REDIAB judges the residence: the postal code (and use, period) only.
     expect((reduceResource(patient, reductionPlan(rediab, catalog)) as fhir4.Patient).address).toEqual([{ use: 'home', postalCode: '59000' }]);
+  });
+
+  it('drops Observation and Condition categories and code displays (no criterion reads them), keeps Consent categories', () => {
+    const plan = reductionPlan(fnmf, catalog);
+    const observation = byType.get('Observation')![0] as fhir4.Observation;
+    expect(observation.category).toBeDefined();
+    expect(observation.code.coding?.[0]?.display).toBeDefined();
+    const reduced = reduceResource(observation, plan) as fhir4.Observation;
+    expect(reduced.category).toBeUndefined();
+    expect(reduced.code).toEqual({ coding: observation.code.coding!.map(({ system, code }) => ({ system, code })) });
+    expect(reduced.valueQuantity).toEqual(observation.valueQuantity);
+    // The input is left as it was.
+    expect(observation.code.coding?.[0]?.display).toBeDefined();
+    const condition: fhir4.Condition = { resourceType: 'Condition', subject: { reference: 'Patient/p' }, category: [{ coding: [{ code: 'problem-list-item' }] }], code: { text: 'T2D', coding: [{ system: 'http://snomed.info/sct', code: '44054006', display: 'Diabetes type 2', userSelected: true }] } };
+    expect(reduceResource(condition, plan)).toEqual({ resourceType: 'Condition', subject: { reference: 'Patient/p' }, code: { text: 'T2D', coding: [{ system: 'http://snomed.info/sct', code: '44054006', userSelected: true }] } });
+    const consent = { resourceType: 'Consent', status: 'active', patient: { reference: 'Patient/p' }, category: [{ coding: [{ system: 'urn:c', code: 'x', display: 'X' }] }] } as fhir4.Consent;
+    expect((reduceResource(consent, reductionPlan(rediab, catalog)) as fhir4.Consent).category).toEqual(consent.category);
+    // A code that is not a CodeableConcept with codings is kept as it is (never a throw of its own).
+    expect(reduceResource({ ...condition, code: { text: 'no coding' } } as fhir4.Condition, plan)).toBeUndefined();
   });
 
   it('keys each resource by its patient, and nothing else', () => {
@@ -150,6 +170,44 @@ describe('join', () => {
     }
     expect(judged).toBe(400);
     if (programId === 'fnmf-prediabetes') expect([...outcomes].sort()).toEqual(['eligible', 'not-eligible', 'undetermined']);
+  });
+
+  it.each([['fnmf-prediabetes'], ['rediab']])('gives %s the same verdicts through keyed partition records grouped per patient and parsed per patient (the worker\'s path)', (programId) => {
+    const program = catalog.programs.get(programId)!;
+    const plan = reductionPlan(program, catalog);
+    const organizations = byType.get('Organization') as fhir4.Organization[];
+    const directory = directoryWithInput(program, { members: new Map() }, organizations, byType.get('PractitionerRole') as fhir4.PractitionerRole[]);
+    const payors = new Map(organizations.map((o) => [`Organization/${o.id}`, o]));
+    const parts: Buffer[] = [];
+    const writer = new PartitionRunWriter(512, (bytes) => parts.push(Buffer.from(bytes)));
+    const join = new PatientJoin();
+    let block = 0;
+    for (const type of ['Observation', 'Coverage', 'Patient', 'Condition']) {
+      for (const resource of byType.get(type) ?? []) {
+        const reduced = reduceResource(resource, plan);
+        if (!reduced) continue;
+        writer.addKeyed(block, patientIdOf(resource)!, JSON.stringify(reduced));
+        join.add(JSON.parse(JSON.stringify(reduced)) as fhir4.Resource);
+      }
+      block += 1;
+    }
+    writer.flush();
+    const recordsOf = new Map<string, string[]>();
+    for (const run of runsInInputOrder([Buffer.concat(parts)])) {
+      forEachKeyedRecord(new TextDecoder().decode(run.bytes.subarray(run.start, run.end)), (key, json) => {
+        const records = recordsOf.get(key);
+        if (records) records.push(json);
+        else recordsOf.set(key, [json]);
+      });
+    }
+    expect([...recordsOf.keys()]).toEqual([...join.buckets.keys()]);
+    for (const [id, records] of recordsOf) {
+      const bucket = emptyBucket();
+      for (const json of records) addToBucket(bucket, JSON.parse(json) as fhir4.Resource);
+      expect(bucket).toEqual(join.buckets.get(id));
+      const verdict = evaluateEligibility(program, catalog, recordOf(bucket as PatientBucket & { patient: fhir4.Patient }, payors), directory, BENCH_AS_OF);
+      expect(verdict).toEqual(evaluateEligibility(program, catalog, recordOf(join.buckets.get(id) as PatientBucket & { patient: fhir4.Patient }, payors), directory, BENCH_AS_OF));
+    }
   });
 
   it('completes the directory from the input: centre Organization, its active roles and their practitioners', () => {

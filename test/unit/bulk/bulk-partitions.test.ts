@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ndjsonBlocks, ndjsonLines } from '../../../src/app/bulk-screening.js';
 import { compactVerdict, compactVerdictLine } from '../../../src/domain/bulk/join.js';
-import { PartitionRunWriter, RUN_HEADER_BYTES, readRuns, runHeader, runsInInputOrder } from '../../../src/domain/bulk/partition-codec.js';
+import { PartitionRunWriter, RUN_HEADER_BYTES, forEachKeyedRecord, readRuns, runHeader, runsInInputOrder } from '../../../src/domain/bulk/partition-codec.js';
 import { evaluateEligibility } from '../../../src/domain/evaluate.js';
 import type { EligibilityVerdict, PatientRecord } from '../../../src/domain/types.js';
 import { loadProgramCatalog } from '../../../src/programs/load-programs.js';
@@ -147,6 +147,30 @@ describe('PartitionRunWriter', () => {
       const { file } = write(capacity, records);
       expect(decoded(file), `capacity ${capacity}`).toEqual(records);
     }
+  });
+
+  it('writes keyed records (key, tab, JSON) that come back as written, with their block, whatever the buffer size, mixed with plain ones', () => {
+    const keyed: [number, string, string][] = [
+      [0, 'p1', '{"resourceType":"Patient","id":"p1"}'],
+      [0, 'p-2.x', JSON.stringify({ text: 'tab\there, newline\nthere, 血糖 🩸' })],
+      [3, 'p1', `{"big":"${'z'.repeat(500)}"}`],
+      [3, 'p3', '{}'],
+      [7, 'p1', '{"after":"big"}'],
+    ];
+    for (const capacity of [0, 16, 40, 80, 200, 4096]) {
+      const parts: Buffer[] = [];
+      const writer = new PartitionRunWriter(capacity, (bytes) => parts.push(Buffer.from(bytes)));
+      for (const [block, key, json] of keyed) writer.addKeyed(block, key, json);
+      writer.flush();
+      const back: [number, string, string][] = [];
+      for (const run of runsInInputOrder([Buffer.concat(parts)])) {
+        forEachKeyedRecord(utf8.decode(run.bytes.subarray(run.start, run.end)), (key, json) => back.push([run.block, key, json]));
+      }
+      expect(back, `capacity ${capacity}`).toEqual(keyed);
+      for (const [, , json] of back) expect(() => JSON.parse(json)).not.toThrow();
+    }
+    expect(() => forEachKeyedRecord('no tab here', () => undefined)).toThrow(/no key/);
+    expect(() => forEachKeyedRecord('a\t{}\nno tab', () => undefined)).toThrow(/no key/);
   });
 
   it('hands its buffer to the sink only when full or flushed', () => {
