@@ -16,8 +16,8 @@
  * batch rather than one per record (the push benchmark counted 1.8 audit writes per push).
  * Each record still succeeds or fails with its own entry.
  *
- * The records queued within a few milliseconds of each other (a push's AuditEvent, the
- * Provenances of the evaluations running at the same time) travel as one job (`{ records }`):
+ * The records queued while the previous ones are being added to Redis (a push's AuditEvent,
+ * the Provenances of the evaluations running at the same time) travel as one job (`{ records }`):
  * one job's Redis traffic instead of one per record, which the push benchmark measured as a
  * fifth of the adapter's CPU. A lone record is a job of its own, as before (data: the resource).
  */
@@ -25,6 +25,7 @@ import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job, ty
 import { createHash } from 'node:crypto';
 import DataLoader from 'dataloader';
 import type { Logger } from 'pino';
+import { oneBatchInFlight } from '../infra/one-batch-in-flight.js';
 import { FhirServerError, isTransientEntryStatus, type FhirServer } from '../fhir/fhir-server.port.js';
 
 export const AUDIT_QUEUE = 'audit';
@@ -105,8 +106,6 @@ export async function writeAuditResource(fhir: FhirServer, data: unknown): Promi
 
 /** At most this many records in one batch Bundle, and in one job. */
 export const AUDIT_BATCH_MAX = 50;
-/** How long a queued record waits for others to travel in the same job. */
-const AUDIT_ENQUEUE_WINDOW_MS = 5;
 /** How long a batch waits for more records once its first one arrived. */
 const AUDIT_BATCH_WINDOW_MS = 5;
 
@@ -228,18 +227,21 @@ export async function startAudit(deps: {
     );
   }
 
-  // The records queued within AUDIT_ENQUEUE_WINDOW_MS (a push's AuditEvent, the Provenances of
-  // concurrent evaluations) go to Redis in one addBulk, as one job: one round trip, one job.
+  // The records queued while the previous addBulk was in flight (a push's AuditEvent, the
+  // Provenances of concurrent evaluations) go to Redis in one addBulk, as one job: one round
+  // trip, one job. A lone record goes at once.
+  const scheduler = oneBatchInFlight();
   const adds = new DataLoader<AuditResource, true>(
-    async (resources) => {
-      try {
-        await queue.addBulk(auditJobs(resources));
-        return resources.map(() => true as const);
-      } catch (error) {
-        return resources.map(() => (error instanceof Error ? error : new Error(String(error))));
-      }
-    },
-    { cache: false, maxBatchSize: AUDIT_BATCH_MAX, batchScheduleFn: (callback) => setTimeout(callback, AUDIT_ENQUEUE_WINDOW_MS) },
+    (resources) =>
+      scheduler.run(async () => {
+        try {
+          await queue.addBulk(auditJobs(resources));
+          return resources.map(() => true as const);
+        } catch (error) {
+          return resources.map(() => (error instanceof Error ? error : new Error(String(error))));
+        }
+      }),
+    { cache: false, maxBatchSize: AUDIT_BATCH_MAX, batchScheduleFn: (callback) => scheduler.schedule(callback) },
   );
 
   return {
