@@ -242,9 +242,10 @@ async function measure(target: Target, prefix: string, programs: string[], sizes
     await driver.auditDrained(120_000);
     const stats = await target.world?.stats();
 
-    // Latency at half the maximum rate, open loop.
+    // Latency at half the maximum rate, open loop (BENCH_PUSH_LATENCY_RATE: at that many pushes/s
+    // instead, to compare with a run whose maximum rate differed).
     await sleep(500);
-    const rate = evaluationsPerSecond / programs.length / 2;
+    const rate = Number(process.env.BENCH_PUSH_LATENCY_RATE) > 0 ? Number(process.env.BENCH_PUSH_LATENCY_RATE) : evaluationsPerSecond / programs.length / 2;
     const count = Math.max(20, Math.round(rate * sizes.latencySeconds));
     const sends: Promise<{ key: string; sent: number }>[] = [];
     const start = now();
@@ -384,7 +385,7 @@ export const run: Bench = async ({ quick }) => {
       met: kind !== 'embedded' ? ratio >= GOAL_RATIO : null,
     });
     rows.push({
-      name: `push mode (${label}): push-to-verdict latency at half the maximum rate (${fmt(measured.latencyRate, 0)} pushes/s, ${fmt(measured.latencyPushes)} pushes)`,
+      name: `push mode (${label}): push-to-verdict latency at ${Number(process.env.BENCH_PUSH_LATENCY_RATE) > 0 ? 'a set rate (BENCH_PUSH_LATENCY_RATE)' : 'half the maximum rate'} (${fmt(measured.latencyRate, 0)} pushes/s, ${fmt(measured.latencyPushes)} pushes)`,
       value: `p50 ${fmt(measured.p50, 1)} ms, p99 ${fmt(measured.p99, 1)} ms`,
       baseline: '',
       ratio: '',

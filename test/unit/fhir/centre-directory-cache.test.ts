@@ -60,7 +60,7 @@ function directorySetUp() {
     for (const release of held.splice(0)) release();
     await tick();
   };
-  const members = async (promise: Promise<{ members: Map<string, unknown> }>): Promise<string[]> => [...(await promise).members.keys()];
+  const members = async (promise: Promise<{ members: ReadonlyMap<string, unknown> }>): Promise<string[]> => [...(await promise).members.keys()];
   return { cache, orgs, clock, generation, releaseAll, members, searches: () => searches, held };
 }
 
