@@ -7,15 +7,9 @@ import { UnrecoverableError } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { FhirServerError } from '../../../src/fhir/fhir-server.port.js';
 import { AUDIT_BATCH_MAX, auditJobs, auditRecordsJobId, runAuditJob, type AuditJobData, type AuditResource } from '../../../src/queue/audit.js';
+import { auditRecord } from './records.js';
 
-const event = (id: string): fhir4.AuditEvent => ({
-  resourceType: 'AuditEvent',
-  id,
-  type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
-  recorded: '2026-11-23T00:00:00Z',
-  agent: [{ requestor: false, who: { identifier: { system: 'urn:forfait-fhir:adapter', value: 'forfait-fhir' } } }],
-  source: { observer: { identifier: { system: 'urn:forfait-fhir:adapter', value: 'forfait-fhir' } } },
-});
+const event = auditRecord;
 const provenance = (id: string): fhir4.Provenance => ({ resourceType: 'Provenance', id, target: [{ reference: 'GuidanceResponse/g/_history/1' }], recorded: '2026-11-23T00:00:00Z', agent: [] });
 
 /** A writer answering per record id: written, or the error given. */

@@ -10,19 +10,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HttpFhirServer } from '../../../src/fhir/fhir-server.adapter.js';
 import { FhirServerError } from '../../../src/fhir/fhir-server.port.js';
 import { AuditBatchWriter } from '../../../src/queue/audit.js';
+import { auditRecord } from './records.js';
 
 const ORIGIN = 'http://audit-fhir.test';
 const BASE = `${ORIGIN}/fhir`;
 const FHIR_JSON = { 'content-type': 'application/fhir+json' };
 
-const event = (id: string): fhir4.AuditEvent => ({
-  resourceType: 'AuditEvent',
-  id,
-  type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
-  recorded: '2026-11-23T00:00:00Z',
-  agent: [{ requestor: false, who: { identifier: { system: 'urn:forfait-fhir:adapter', value: 'forfait-fhir' } } }],
-  source: { observer: { identifier: { system: 'urn:forfait-fhir:adapter', value: 'forfait-fhir' } } },
-});
+const event = auditRecord;
 
 const fhir = (): HttpFhirServer => new HttpFhirServer({ baseUrl: BASE, timeoutMs: 2000, maxAttempts: 1, baseDelayMs: 1 });
 
