@@ -5,7 +5,7 @@
  * precondition can guard (creating a resource with a client-assigned id only if it is absent).
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { FhirServerError } from '../fhir/fhir-server.port.js';
 
 export interface Locks {
@@ -67,8 +67,9 @@ export async function tryLockMany(redis: Redis, prefix: string, names: readonly 
     taken,
     async release() {
       if (taken.size === 0) return;
-      const releasing = redis.pipeline();
-      for (const name of taken) releasing.eval(RELEASE, 1, `${prefix}:lock:${name}`, token);
+      // The same release command as RedisLocks (EVALSHA; ioredis loads the script for a pipeline that needs it).
+      const releasing = withReleaseCommand(redis).pipeline() as ChainableCommander & { releaseLock(key: string, token: string): ChainableCommander };
+      for (const name of taken) releasing.releaseLock(`${prefix}:lock:${name}`, token);
       await releasing.exec();
     },
   };
