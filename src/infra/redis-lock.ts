@@ -16,17 +16,16 @@ export interface Locks {
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /** A connection that knows the release script by its SHA (EVALSHA: the script's text is not sent with every release). */
-type LockRedis = Redis & { releaseLock?: (key: string, token: string) => Promise<number> };
+type ReleasingRedis = Redis & { releaseLock(key: string, token: string): Promise<number> };
 
-function withReleaseCommand(redis: Redis): Redis & { releaseLock: (key: string, token: string) => Promise<number> } {
-  const lockRedis = redis as LockRedis;
+function withReleaseCommand(redis: Redis): ReleasingRedis {
   // ioredis sends EVALSHA, and EVAL once when the server does not know the script yet.
-  if (!lockRedis.releaseLock) redis.defineCommand('releaseLock', { numberOfKeys: 1, lua: RELEASE });
-  return lockRedis as Redis & { releaseLock: (key: string, token: string) => Promise<number> };
+  if (!('releaseLock' in redis)) redis.defineCommand('releaseLock', { numberOfKeys: 1, lua: RELEASE });
+  return redis as ReleasingRedis;
 }
 
 export class RedisLocks implements Locks {
-  private readonly redis: Redis & { releaseLock: (key: string, token: string) => Promise<number> };
+  private readonly redis: ReleasingRedis;
 
   constructor(
     redis: Redis,
