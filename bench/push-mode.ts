@@ -11,6 +11,10 @@
  * cores; then against the embedded FHIR server (reported separately: its linear-scan searches
  * dominate).
  *
+ * The EHR (the load generator, and the observer of the evaluation queue's completion events)
+ * runs in a process of its own (bench/lib/ehr-process.ts): in the adapter's process it took a
+ * share of the event loop and core being measured, and its CPU counted as the adapter's.
+ *
  * Phases per run: warm-up; maximum rate (16 clients each pushing, waiting for its push's
  * verdicts and pushing again, for a fixed time; timed from the first push to the last
  * evaluation completed); FHIR requests per evaluation (responder counts
@@ -19,11 +23,9 @@
  * completion event of its evaluation job, which comes after every program's GuidanceResponse
  * write).
  */
-import { Queue, QueueEvents } from 'bullmq';
+import { Queue } from 'bullmq';
 import { DateTime } from 'luxon';
 import { loadProgramCatalog } from '../src/programs/load-programs.js';
-import { evaluationJobId } from '../src/queue/job-ids.js';
-import { EVALUATION_QUEUE } from '../src/queue/queues.js';
 import { AUDIT_QUEUE } from '../src/queue/audit.js';
 import { redisOptionsFromUrl, type RunningService } from '../src/service.js';
 import type { ResponderStats } from './fhir-responder.js';
@@ -36,7 +38,6 @@ import {
   newPrefix,
   percent,
   percentile,
-  postFhir,
   redisUrl,
   sleep,
   startBenchService,
@@ -45,11 +46,10 @@ import {
 import type { RawBullmq } from './lib/common.js';
 import { cloneTemplate, demoResources, patientResources, putAll } from './lib/seed.js';
 import { startOutsideWorld, type OutsideWorld } from './lib/world.js';
+import { startEhrProcess } from './lib/ehr-process.js';
 import { startWorkerProcess, type WorkerProcess } from './lib/worker-process.js';
 import type { Bench, BenchRow } from './types.js';
 
-const LOINC = 'http://loinc.org';
-const UCUM = 'http://unitsofmeasure.org';
 const GOAL_RATIO = 0.25;
 const GOAL_P99_MS = 50;
 const CLIENTS = 16;
@@ -72,8 +72,6 @@ interface Target {
 
 type TargetKind = 'responder' | 'split' | 'embedded';
 
-const now = (): number => performance.timeOrigin + performance.now();
-
 /** The demo population, each demo patient copied `copies` times (all four outcomes represented). */
 function population(copies: number): { shared: fhir4.Resource[]; patients: fhir4.Resource[]; patientIds: string[] } {
   const demo = demoResources(DateTime.now().setZone('Europe/Paris').toISODate() as string);
@@ -88,117 +86,17 @@ function population(copies: number): { shared: fhir4.Resource[]; patients: fhir4
   return { shared, patients, patientIds };
 }
 
-function observation(runId: string, n: number, patientId: string): fhir4.Observation {
-  return {
-    resourceType: 'Observation',
-    identifier: [{ system: 'urn:bench:observation', value: `${runId}-${n}` }],
-    status: 'final',
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }],
-    code: { coding: [{ system: LOINC, code: '1558-6', display: 'Fasting glucose [Mass/volume] in Serum or Plasma' }] },
-    subject: { reference: `Patient/${patientId}` },
-    effectiveDateTime: new Date().toISOString(),
-    valueQuantity: { value: 100 + (n % 30), unit: 'mg/dL', system: UCUM, code: 'mg/dL' },
-  };
-}
-
-class Driver {
-  /** When each push's evaluation job (all its programs) completed. */
-  private readonly completions = new Map<string, number>();
-  private readonly waiters = new Map<string, () => void>();
-  private readonly events: QueueEvents;
-  private readonly audit: Queue;
-  private readonly evaluation: Queue;
-  failed = 0;
-  private n = 0;
-  private readonly runId = Math.random().toString(36).slice(2, 8);
-
-  constructor(
-    private readonly target: Target,
-    prefix: string,
-    private readonly programs: string[],
-  ) {
-    const connection = redisOptionsFromUrl(redisUrl());
-    this.events = new QueueEvents(EVALUATION_QUEUE, { connection, prefix });
-    this.audit = new Queue(AUDIT_QUEUE, { connection, prefix });
-    this.evaluation = new Queue(EVALUATION_QUEUE, { connection, prefix });
-    this.events.on('completed', ({ jobId }) => {
-      // One job per push evaluates every program: ev.<programs>.<patient>.<digest>.
-      this.completions.set(jobId, now());
-      this.waiters.get(jobId)?.();
-      this.waiters.delete(jobId);
-    });
-    this.events.on('failed', () => {
-      this.failed += 1;
-    });
-  }
-
-  async ready(): Promise<void> {
-    await this.events.waitUntilReady();
-  }
-
-  /** One push; resolves with the key its evaluations complete under and when it was sent. */
-  async push(): Promise<{ key: string; sent: number }> {
-    const n = this.n++;
-    const patientId = this.target.patients[n % this.target.patients.length] as string;
-    const sent = now();
-    const response = await postFhir(`${this.target.service.url}/fhir/Observation`, observation(this.runId, n, patientId));
-    const body = response.body as fhir4.Observation;
-    if (response.status !== 201) throw new Error(`push answered ${response.status}: ${JSON.stringify(body).slice(0, 300)}`);
-    const trigger = `Observation/${body.id}${body.meta?.versionId ? `/_history/${body.meta.versionId}` : ''}`;
-    return { key: evaluationJobId(this.programs, patientId, [trigger]), sent };
-  }
-
-  /** When the last evaluation of a push completed, once all have. */
-  doneAt(key: string): number | undefined {
-    return this.completions.get(key);
-  }
-
-  /** Resolves when every evaluation of the push has completed. */
-  done(key: string): Promise<void> {
-    if (this.doneAt(key) !== undefined) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.set(key, resolve));
-  }
-
-  async allDone(keys: readonly string[], timeoutMs: number): Promise<void> {
+/** The audit queue drained: its Provenances and AuditEvents written, before the responder's counts are read. */
+async function auditDrained(prefix: string, timeoutMs: number): Promise<void> {
+  const audit = new Queue(AUDIT_QUEUE, { connection: redisOptionsFromUrl(redisUrl()), prefix });
+  try {
     await until(async () => {
-      if (this.failed) throw new Error(`${this.failed} evaluation(s) failed`);
-      return keys.every((key) => this.doneAt(key) !== undefined);
-    }, timeoutMs, 'evaluations to complete', 20);
-  }
-
-  async auditDrained(timeoutMs: number): Promise<void> {
-    await until(async () => {
-      const counts = await this.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      const counts = await audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
       return Object.values(counts).every((c) => c === 0);
     }, timeoutMs, 'the audit queue to drain', 100);
+  } finally {
+    await audit.close();
   }
-
-  async close(): Promise<void> {
-    await Promise.all([this.events.close(), this.audit.close(), this.evaluation.close()]);
-  }
-}
-
-/**
- * CLIENTS clients, each pushing, waiting for its push's verdicts, and pushing again, until
- * `seconds` have passed: enough evaluations in flight to keep every worker busy, with no
- * backlog to drain at the end (so the phase lasts what it says on a slow machine too).
- */
-async function closedLoop(driver: Driver, seconds: number, maxPushes = Number.POSITIVE_INFINITY): Promise<{ keys: string[]; started: number }> {
-  const keys: string[] = [];
-  const started = now();
-  const deadline = started + seconds * 1000;
-  let pushes = 0;
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      while (now() < deadline && pushes < maxPushes) {
-        pushes += 1;
-        const { key } = await driver.push();
-        keys.push(key);
-        await driver.done(key);
-      }
-    }),
-  );
-  return { keys, started };
 }
 
 interface Measured {
@@ -210,7 +108,7 @@ interface Measured {
   latencyPushes: number;
   stats?: ResponderStats;
   pushesMeasured: number;
-  /** CPU of the adapter's processes (with the load generator) per evaluation, ms. */
+  /** CPU of the adapter's processes per evaluation, ms (the EHR, in a process of its own, not counted). */
   cpuMsPerEvaluation: number;
   /** Share of one core the adapter's processes used during the maximum-rate phase. */
   cores: number;
@@ -219,27 +117,24 @@ interface Measured {
 }
 
 async function measure(target: Target, prefix: string, programs: string[], sizes: Sizes): Promise<Measured> {
-  const driver = new Driver(target, prefix, programs);
+  if (!target.service.url) throw new Error('the service has no HTTP API here');
+  const ehr = await startEhrProcess({ serviceUrl: target.service.url, prefix, programs, patients: target.patients, clients: CLIENTS });
   try {
-    await driver.ready();
     // Warm-up: JIT, connections, the centre directory cache.
-    const warm = await closedLoop(driver, 60, 40);
-    await driver.allDone(warm.keys, 60_000);
-    await driver.auditDrained(60_000);
+    await ehr.closedLoop(60, 40);
+    await auditDrained(prefix, 60_000);
     const baseline = await adjacentBaseline();
     await target.world?.resetStats();
 
     // Maximum rate.
     const cpu = process.cpuUsage();
     const workersCpu = target.workers?.cpuMs();
-    const max = await closedLoop(driver, sizes.maxSeconds);
-    await driver.allDone(max.keys, 600_000);
+    const max = await ehr.closedLoop(sizes.maxSeconds);
     const workersCpuNow = target.workers?.cpuMs();
     const cpuMs = cpuMsSince(cpu) + (workersCpu !== undefined && workersCpuNow !== undefined ? workersCpuNow - workersCpu : 0);
-    const finished = Math.max(...max.keys.map((key) => driver.doneAt(key) as number));
-    const evaluations = max.keys.length * programs.length;
-    const evaluationsPerSecond = evaluations / ((finished - max.started) / 1000);
-    await driver.auditDrained(120_000);
+    const evaluations = max.pushes * programs.length;
+    const evaluationsPerSecond = evaluations / (max.elapsedMs / 1000);
+    await auditDrained(prefix, 120_000);
     const stats = await target.world?.stats();
 
     // Latency at half the maximum rate, open loop (BENCH_PUSH_LATENCY_RATE: at that many pushes/s
@@ -247,18 +142,8 @@ async function measure(target: Target, prefix: string, programs: string[], sizes
     await sleep(500);
     const rate = Number(process.env.BENCH_PUSH_LATENCY_RATE) > 0 ? Number(process.env.BENCH_PUSH_LATENCY_RATE) : evaluationsPerSecond / programs.length / 2;
     const count = Math.max(20, Math.round(rate * sizes.latencySeconds));
-    const sends: Promise<{ key: string; sent: number }>[] = [];
-    const start = now();
-    for (let i = 0; i < count; i++) {
-      const due = start + (i * 1000) / rate;
-      const wait = due - now();
-      if (wait > 1) await sleep(wait);
-      sends.push(driver.push());
-    }
-    const sent = await Promise.all(sends);
-    await driver.allDone(sent.map((s) => s.key), 600_000);
-    const latencies = sent.map((s) => (driver.doneAt(s.key) as number) - s.sent).sort((a, b) => a - b);
-    await driver.auditDrained(120_000);
+    const { latencies } = await ehr.openLoop(rate, count);
+    await auditDrained(prefix, 120_000);
     return {
       evaluationsPerSecond,
       evaluations,
@@ -266,14 +151,14 @@ async function measure(target: Target, prefix: string, programs: string[], sizes
       p99: percentile(latencies, 99),
       latencyRate: rate,
       latencyPushes: count,
-      pushesMeasured: max.keys.length,
+      pushesMeasured: max.pushes,
       cpuMsPerEvaluation: cpuMs / evaluations,
-      cores: cpuMs / (finished - max.started),
+      cores: cpuMs / max.elapsedMs,
       baseline,
       ...(stats ? { stats } : {}),
     };
   } finally {
-    await driver.close();
+    await ehr.stop();
   }
 }
 

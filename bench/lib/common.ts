@@ -115,8 +115,8 @@ const loadAgent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
 
 /**
  * The load generator's POST of FHIR JSON: Node http on kept-alive sockets, not fetch, so that
- * the generator, which runs in the measured process, costs as little as it can (fetch cost about
- * 0.4 ms of CPU per request here).
+ * the generator, which shares the machine's two cores with the measured processes, costs as
+ * little as it can (fetch cost about 0.4 ms of CPU per request here).
  */
 export function postFhir(url: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const payload = JSON.stringify(body);
