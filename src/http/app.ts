@@ -33,7 +33,7 @@ import { verdictToParameters } from '../domain/verdict-fhir.js';
 import { FhirServerError, type FhirServer } from '../fhir/fhir-server.port.js';
 import { PatientNotFoundError } from '../fhir/patient-record.js';
 import type { Metrics } from '../infra/metrics.js';
-import { enqueueEvaluations, type EvaluationRequest, type Queues } from '../queue/queues.js';
+import { evaluationEnqueuer, type EvaluationRequest, type Queues } from '../queue/queues.js';
 import type { ScreeningStore } from '../queue/screening-store.js';
 import type { BulkScreening } from '../app/bulk-screening.js';
 import { mountScreeningRoutes } from './screening-routes.js';
@@ -191,9 +191,11 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use(['/fhir', '/hooks'], refuseHostileJson());
 
+  // Concurrent pushes' jobs travel to Redis in one addBulk.
+  const enqueueTogether = evaluationEnqueuer(deps.queues.evaluation, deps.completedRetentionSeconds);
   const enqueue = async (requests: EvaluationRequest[]): Promise<void> => {
     try {
-      await enqueueEvaluations(deps.queues.evaluation, requests, deps.completedRetentionSeconds);
+      await enqueueTogether(requests);
     } catch (error) {
       // Stored but not queued: tell the sender to retry; the conditional create makes the retry safe.
       log.error({ err: { name: (error as Error).name, message: (error as Error).message } }, 'enqueue failed');

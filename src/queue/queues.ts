@@ -3,6 +3,8 @@
  * server ids, versioned references), never patient data: BullMQ stores it in clear in Redis.
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import DataLoader from 'dataloader';
+import { oneBatchInFlight } from '../infra/one-batch-in-flight.js';
 import { evaluationJobId } from './job-ids.js';
 
 export const EVALUATION_QUEUE = 'eligibility';
@@ -134,4 +136,32 @@ export async function enqueueEvaluations(
   });
   await queue.addBulk(jobs);
   return jobs.map((job) => job.opts.jobId as string);
+}
+
+/** At most this many evaluation jobs in one `addBulk` of the coalescing enqueuer. */
+const ENQUEUE_BATCH_MAX = 500;
+
+/**
+ * `enqueueEvaluations` for concurrent callers (the HTTP API's pushes): the requests made while
+ * the previous `addBulk` is in flight go to Redis together, in one `addBulk` (one pipeline, one
+ * socket write), instead of one each (`oneBatchInFlight`: no timer, no wait at low load). Each
+ * caller gets its own job ids, or the error of the `addBulk` its requests travelled in.
+ */
+export function evaluationEnqueuer(
+  queue: Queue<EvaluationJobData, EvaluationJobResult>,
+  completedRetentionSeconds: number,
+): (requests: readonly EvaluationRequest[]) => Promise<string[]> {
+  const scheduler = oneBatchInFlight();
+  const loader = new DataLoader<EvaluationRequest, string>(
+    (requests) =>
+      scheduler.run(async () => {
+        try {
+          return await enqueueEvaluations(queue, requests, completedRetentionSeconds);
+        } catch (error) {
+          return requests.map(() => (error instanceof Error ? error : new Error(String(error))));
+        }
+      }),
+    { cache: false, maxBatchSize: ENQUEUE_BATCH_MAX, batchScheduleFn: (callback) => scheduler.schedule(callback) },
+  );
+  return (requests) => Promise.all(requests.filter((request) => request.programIds.length > 0).map((request) => loader.load(request)));
 }
