@@ -179,10 +179,12 @@ export async function startService(config: Config, log: Logger): Promise<Running
     const fhir = new HttpFhirServer({ baseUrl: fhirBaseUrl, timeoutMs: config.FHIR_TIMEOUT_MS, maxAttempts: config.FHIR_MAX_ATTEMPTS, ...(fhirTokens ? { tokenProvider: fhirTokens } : {}) });
     const directoryGenerationKey = `${config.QUEUE_PREFIX}:centre-directory:generation`;
     const directory = new CentreDirectoryCache(fhir, DIRECTORY_TTL_MS, () => redis.get(directoryGenerationKey));
-    // Evaluations run several at a time and read alike: their batches share requests (see CoalescingFhirServer).
-    const eligibility = new EligibilityService(new CoalescingFhirServer(fhir), catalog, directory, new RedisLocks(redis, config.QUEUE_PREFIX));
+    // Evaluations run several at a time and read alike: their batches share requests; concurrent
+    // pushes' conditional creates travel as one batch (see CoalescingFhirServer).
+    const coalescing = new CoalescingFhirServer(fhir);
+    const eligibility = new EligibilityService(coalescing, catalog, directory, new RedisLocks(redis, config.QUEUE_PREFIX));
     const enrolment = new EnrolmentService(fhir, catalog, eligibility, redis, config.QUEUE_PREFIX);
-    const ingestion = new IngestionService(fhir, catalog, async () => {
+    const ingestion = new IngestionService(coalescing, catalog, async () => {
       await redis.incr(directoryGenerationKey);
     });
     const metrics = createMetrics();

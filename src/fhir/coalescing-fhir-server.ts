@@ -15,6 +15,12 @@
  *   fails alone.
  * - A caller that shares a deduplicated entry with an earlier one gets its own copy of the
  *   resource (callers may alter what they read).
+ * - Conditional creates (`create` with `ifNoneExist`: the API's pushes) asked for in the same
+ *   turn are sent as one batch of conditional POSTs, unless two share a condition (two entries
+ *   of one batch could both create). A create whose entry is not a 2xx with its resource (a
+ *   refusal, a transient error, a server that answers without the resource) is sent again
+ *   alone, with the single create's retries and 409/412 handling: a conditional create is safe
+ *   to repeat. A server seen answering without resources gets single creates from then on.
  */
 import DataLoader from 'dataloader';
 import { FhirServerError, type FhirServer, type FhirWriteResult } from './fhir-server.port.js';
@@ -28,6 +34,9 @@ const isRead = (bundle: fhir4.Bundle): boolean => (bundle.entry ?? []).every((en
 export class CoalescingFhirServer implements FhirServer {
   private readonly reads: DataLoader<fhir4.Bundle, fhir4.Bundle>;
   private readonly writes: DataLoader<fhir4.Bundle, fhir4.Bundle>;
+  private readonly creates: DataLoader<ConditionalCreate, FhirWriteResult<fhir4.Resource>>;
+  /** The server answered a merged create without its resource: merging creates would only add requests. */
+  private createsAlone = false;
   /** Requests sent for merged Bundles, and the Bundles they carried (for metrics and tests). */
   readonly counts = { requests: 0, bundles: 0 };
 
@@ -35,6 +44,7 @@ export class CoalescingFhirServer implements FhirServer {
     const options = { cache: false, maxBatchSize: MAX_BUNDLES, batchScheduleFn: (callback: () => void) => setImmediate(callback) };
     this.reads = new DataLoader((bundles) => this.sendReads(bundles), options);
     this.writes = new DataLoader((bundles) => this.sendWrites(bundles), options);
+    this.creates = new DataLoader((creates) => this.sendCreates(creates), options);
   }
 
   get baseUrl(): string {
@@ -59,7 +69,8 @@ export class CoalescingFhirServer implements FhirServer {
   }
 
   create<T extends fhir4.Resource>(resource: T, options?: { ifNoneExist?: string }): Promise<FhirWriteResult<T>> {
-    return this.inner.create(resource, options);
+    if (!options?.ifNoneExist || this.createsAlone) return this.inner.create(resource, options);
+    return this.creates.load({ resource, ifNoneExist: options.ifNoneExist }) as Promise<FhirWriteResult<T>>;
   }
 
   update<T extends fhir4.Resource>(resource: T & { id: string }, options?: { ifMatch?: string }): Promise<FhirWriteResult<T>> {
@@ -126,6 +137,28 @@ export class CoalescingFhirServer implements FhirServer {
     });
   }
 
+  private async sendCreates(creates: readonly ConditionalCreate[]): Promise<(FhirWriteResult<fhir4.Resource> | Error)[]> {
+    const alone = (create: ConditionalCreate): Promise<FhirWriteResult<fhir4.Resource> | Error> => this.inner.create(create.resource, { ifNoneExist: create.ifNoneExist }).catch(asError);
+    const conditions = creates.map((create) => `${create.resource.resourceType}?${create.ifNoneExist}`);
+    if (creates.length === 1 || this.createsAlone || new Set(conditions).size !== conditions.length) return Promise.all(creates.map(alone));
+    const response = await this.send(
+      creates.map((create) => ({ resource: create.resource, request: { method: 'POST' as const, url: create.resource.resourceType, ifNoneExist: create.ifNoneExist } })),
+      creates.length,
+    );
+    if (response instanceof FhirServerError && !response.transient) return Promise.all(creates.map(alone));
+    if (response instanceof Error) return creates.map(() => response);
+    return Promise.all(
+      creates.map((create, index) => {
+        const entry = response.entry?.[index];
+        const status = Number.parseInt(entry?.response?.status ?? '', 10) || 0;
+        const stored = entry?.resource;
+        if ((status === 200 || status === 201) && stored?.resourceType === create.resource.resourceType && stored.id) return { resource: stored, status };
+        if (status === 200 || status === 201) this.createsAlone = true;
+        return alone(create);
+      }),
+    );
+  }
+
   private async send(entry: fhir4.BundleEntry[], bundles: number): Promise<fhir4.Bundle | Error> {
     this.counts.requests += 1;
     this.counts.bundles += bundles;
@@ -139,6 +172,11 @@ export class CoalescingFhirServer implements FhirServer {
       return asError(error);
     }
   }
+}
+
+interface ConditionalCreate {
+  resource: fhir4.Resource;
+  ifNoneExist: string;
 }
 
 function asError(error: unknown): Error {

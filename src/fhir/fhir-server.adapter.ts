@@ -118,6 +118,8 @@ function isRepeatable(bundle: fhir4.Bundle): boolean {
   return (bundle.entry ?? []).every((entry) => {
     const request = entry.request;
     if (request?.method === 'GET' || request?.method === 'HEAD') return true;
+    // A conditional create, as alone (create): sent again, it finds what the first one stored.
+    if (request?.method === 'POST' && request.ifNoneExist) return true;
     return request?.method === 'PUT' && !request.ifMatch && !request.ifNoneMatch && !request.ifNoneExist && !request.ifModifiedSince && !request.url.includes('?');
   });
 }

@@ -82,6 +82,34 @@ describe('CoalescingFhirServer', () => {
     expect(['A2', 'A3']).toContain((await plain.read<fhir4.Patient>('Patient', 'co-w1')).name?.[0]?.family);
   });
 
+  it('conditional creates asked for together go as one batch; each caller gets what a create alone gives (201 new, 200 existing)', async () => {
+    const observation = (n: number): fhir4.Observation => ({
+      resourceType: 'Observation',
+      identifier: [{ system: 'urn:test:coalescing', value: `cc-${n}` }],
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '1558-6' }] },
+      subject: { reference: 'Patient/co-1' },
+      valueQuantity: { value: 100 + n, unit: 'mg/dL', system: 'http://unitsofmeasure.org', code: 'mg/dL' },
+    });
+    const condition = (n: number): string => `identifier=urn:test:coalescing|cc-${n}`;
+    const coalescing = new CoalescingFhirServer(plain);
+    const first = await Promise.all([1, 2, 3].map((n) => coalescing.create(observation(n), { ifNoneExist: condition(n) })));
+    expect(coalescing.counts).toEqual({ requests: 1, bundles: 3 });
+    expect(first.map((result) => result.status)).toEqual([201, 201, 201]);
+    expect(first.map((result) => (result.resource as fhir4.Observation).valueQuantity?.value)).toEqual([101, 102, 103]);
+    for (const { resource } of first) expect((await plain.read<fhir4.Observation>('Observation', resource.id as string)).identifier?.[0]?.value).toBe(resource.identifier?.[0]?.value);
+
+    const again = await Promise.all([3, 1, 4].map((n) => coalescing.create(observation(n), { ifNoneExist: condition(n) })));
+    expect(again.map((result) => result.status)).toEqual([200, 200, 201]);
+    expect(again.map((result) => result.resource.id).slice(0, 2)).toEqual([first[2]?.resource.id, first[0]?.resource.id]);
+
+    // The same condition twice in one turn: sent one after the other, one resource.
+    const twins = new CoalescingFhirServer(plain);
+    const pair = await Promise.all([twins.create(observation(5), { ifNoneExist: condition(5) }), twins.create(observation(5), { ifNoneExist: condition(5) })]);
+    expect(twins.counts).toEqual({ requests: 0, bundles: 0 });
+    expect(new Set(pair.map((result) => result.resource.id)).size).toBe(1);
+  });
+
   it('reads and writes never share a request; transactions and single interactions pass through', async () => {
     const coalescing = new CoalescingFhirServer(plain);
     await Promise.all([coalescing.batch(reads('Patient/co-1')), coalescing.batch(puts(patient('co-w4', 'D'))), coalescing.read('Patient', 'co-2')]);
@@ -109,6 +137,30 @@ describe('CoalescingFhirServer, faults of a remote server', () => {
     const [good, bad] = await Promise.allSettled([coalescing.batch(puts(patient('good', 'G'))), coalescing.batch(puts(patient('bad', 'B')))]);
     expect(good.status).toBe('fulfilled');
     expect(bad.status === 'rejected' ? (bad.reason as FhirServerError).status : undefined).toBe(400);
+    expect(nock.pendingMocks()).toEqual([]);
+  });
+
+  it('a merged create answered without its resource, or refused, is sent again alone; such a server gets single creates from then on', async () => {
+    const created = (id: string) => ({ resourceType: 'Observation', id, status: 'final', code: { text: 'x' }, meta: { versionId: '1' } });
+    nock(ORIGIN)
+      .post('/fhir/', (body: fhir4.Bundle) => body.entry?.length === 2 && body.entry.every((entry) => entry.request?.method === 'POST' && entry.request.ifNoneExist))
+      .reply(200, { resourceType: 'Bundle', type: 'batch-response', entry: [{ response: { status: '201 Created', location: 'Observation/o1/_history/1' } }, { response: { status: '412 Precondition Failed' } }] }, FHIR_JSON);
+    nock(ORIGIN).post('/fhir/Observation').matchHeader('if-none-exist', 'identifier=a').reply(201, created('o1'), FHIR_JSON);
+    nock(ORIGIN).post('/fhir/Observation').matchHeader('if-none-exist', 'identifier=b').reply(201, created('o2'), FHIR_JSON);
+    const coalescing = remote();
+    const obs = (text: string): fhir4.Observation => ({ resourceType: 'Observation', status: 'final', code: { text } });
+    const results = await Promise.all([coalescing.create(obs('a'), { ifNoneExist: 'identifier=a' }), coalescing.create(obs('b'), { ifNoneExist: 'identifier=b' })]);
+    expect(results.map((result) => [result.status, result.resource.id])).toEqual([
+      [201, 'o1'],
+      [201, 'o2'],
+    ]);
+    expect(nock.pendingMocks()).toEqual([]);
+
+    nock(ORIGIN).post('/fhir/Observation').matchHeader('if-none-exist', 'identifier=c').reply(201, created('o3'), FHIR_JSON);
+    nock(ORIGIN).post('/fhir/Observation').matchHeader('if-none-exist', 'identifier=d').reply(200, created('o4'), FHIR_JSON);
+    const later = await Promise.all([coalescing.create(obs('c'), { ifNoneExist: 'identifier=c' }), coalescing.create(obs('d'), { ifNoneExist: 'identifier=d' })]);
+    expect(later.map((result) => result.status)).toEqual([201, 200]);
+    expect(coalescing.counts, 'no merged request after the server answered without resources').toEqual({ requests: 1, bundles: 2 });
     expect(nock.pendingMocks()).toEqual([]);
   });
 
