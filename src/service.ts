@@ -24,6 +24,7 @@ import { CoalescingFhirServer } from './fhir/coalescing-fhir-server.js';
 import { HttpFhirServer } from './fhir/fhir-server.adapter.js';
 import { startEmbeddedFhirServer, type EmbeddedFhirServer } from './fhir-server/embedded-server.js';
 import { createApp } from './http/app.js';
+import { createOpsApp } from './http/ops-routes.js';
 import { checkMaxmemoryPolicy, ensureRedis, type EnsuredRedis } from './infra/local-redis.js';
 import { createMetrics } from './infra/metrics.js';
 import { loadProgramCatalog } from './programs/load-programs.js';
@@ -42,8 +43,10 @@ import { loadMeasures, ReportsService } from './app/reports.service.js';
 import { RedisLocks } from './infra/redis-lock.js';
 
 export interface RunningService {
-  /** Adapter base URL (http://host:port), when the role serves HTTP. */
+  /** Adapter base URL (http://host:port), when the role serves the API. */
   url?: string;
+  /** A worker-only process's /healthz, /readyz and /metrics (http://host:port), when METRICS_PORT is set. */
+  opsUrl?: string;
   fhirBaseUrl: string;
   embeddedFhir?: EmbeddedFhirServer;
   redisUrl: string;
@@ -335,8 +338,28 @@ export async function startService(config: Config, log: Logger): Promise<Running
       );
     }
 
+    let opsUrl: string | undefined;
+    if (config.ROLE === 'worker' && config.METRICS_PORT !== undefined) {
+      const server = http.createServer(createOpsApp({ redis, fhir, metrics }));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.METRICS_PORT, host, () => resolve());
+      });
+      const address = server.address() as AddressInfo;
+      opsUrl = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      );
+      log.info({ port: address.port }, 'worker operations endpoints: /healthz, /readyz, /metrics');
+    }
+
     return {
       ...(url ? { url } : {}),
+      ...(opsUrl ? { opsUrl } : {}),
       fhirBaseUrl,
       ...(embeddedFhir ? { embeddedFhir } : {}),
       redisUrl: ensured.url,

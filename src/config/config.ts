@@ -85,6 +85,11 @@ const configSchema = z.object({
   PROGRAMS: z.string().optional(),
   /** `all` runs HTTP and workers; `api` only HTTP; `worker` only workers. */
   ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  /**
+   * Port on which a worker-only process (ROLE=worker) serves /healthz, /readyz and /metrics
+   * (on HOST); unset: it serves no HTTP. Ignored by the other roles (the API serves them on PORT).
+   */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   /** Concurrent eligibility evaluations per worker process. */
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(8),
   /** Prefix of every BullMQ key in Redis (lets several deployments share one Redis). */

@@ -37,6 +37,7 @@ import { evaluationEnqueuer, type EvaluationRequest, type Queues } from '../queu
 import type { ScreeningStore } from '../queue/screening-store.js';
 import type { BulkScreening } from '../app/bulk-screening.js';
 import { mountScreeningRoutes } from './screening-routes.js';
+import { mountOpsRoutes } from './ops-routes.js';
 import { capabilityStatement } from './capability.js';
 import {
   OperationOutcomeError,
@@ -204,24 +205,7 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   // --- Service endpoints ------------------------------------------------------------
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-
-  app.get('/readyz', async (_req, res) => {
-    const checks = await Promise.allSettled([deps.redis.ping(), deps.fhir.ping()]);
-    const [redis, fhir] = checks.map((check) => (check.status === 'fulfilled' ? 'ok' : 'unavailable'));
-    const ready = redis === 'ok' && fhir === 'ok';
-    if (ready) {
-      res.json({ status: 'ready', redis, fhir });
-      return;
-    }
-    sendFhir(res, 503, operationOutcome([{ code: 'transient', diagnostics: `Not ready: redis ${redis}, FHIR server ${fhir}` }]));
-  });
-
-  app.get('/metrics', async (_req, res) => {
-    res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  mountOpsRoutes(app, { redis: deps.redis, fhir: deps.fhir, metrics });
 
   const board = new ExpressAdapter();
   board.setBasePath('/admin/queues');

@@ -26,8 +26,9 @@ let practitionerId: string;
  * A worker-only service on the API's FHIR server and queue prefix. The harness cannot start
  * it: it always picks its own prefix and assumes an HTTP url.
  */
-async function startWorker(): Promise<RunningService> {
+async function startWorker(env: Record<string, string> = {}): Promise<RunningService> {
   const config = loadConfig({
+    ...env,
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     ROLE: 'worker',
     FHIR_BASE_URL: api.fhirUrl,
@@ -128,6 +129,31 @@ describe('ROLE=api and ROLE=worker', () => {
       const fnmf = responses.find((r) => r.moduleUri?.endsWith('fnmf-prediabetes'));
       expect(fnmf?.status).toBe('data-required');
     }
+  });
+
+  it('a worker-only service with METRICS_PORT serves /healthz, /readyz and its own /metrics, and nothing else', async () => {
+    // This worker alone takes the jobs: its registry then counts the evaluations it ran.
+    for (const running of workers.splice(0)) await running.stop();
+    const worker = await startWorker({ METRICS_PORT: '0' });
+    expect(worker.url).toBeUndefined();
+    const ops = worker.opsUrl as string;
+    expect(ops).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const tag = `roles-metrics-${randomUUID().slice(0, 8)}`;
+    const created = await api.post('/fhir/Patient', patient(tag, { birthDate: '1970-01-10', gp: `PractitionerRole/${gpRoleId}` }));
+    expect(created.status).toBe(201);
+    await eventually(async () => ((await guidanceResponses(created.body.id as string)).length === PROGRAMS.length ? true : undefined), 30_000);
+
+    expect(await (await fetch(`${ops}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(await (await fetch(`${ops}/readyz`)).json()).toMatchObject({ status: 'ready', redis: 'ok', fhir: 'ok' });
+    const metrics = await (await fetch(`${ops}/metrics`)).text();
+    for (const program of PROGRAMS) expect(metrics).toMatch(new RegExp(`^forfait_evaluations_total\\{program="${program}",outcome="[a-z-]+"\\} [1-9]`, 'm'));
+    const other = await fetch(`${ops}/fhir/metadata`);
+    expect(other.status).toBe(404);
+    expect(other.headers.get('content-type')).toContain('application/fhir+json');
+    expect(((await other.json()) as fhir4.OperationOutcome).issue[0]?.code).toBe('not-found');
+    await worker.stop();
+    workers.splice(workers.indexOf(worker), 1);
+    await expect(fetch(`${ops}/healthz`)).rejects.toThrow();
   });
 
   it('a worker-only service stops cleanly while the API keeps answering', async () => {
