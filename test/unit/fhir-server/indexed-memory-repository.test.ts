@@ -1,5 +1,5 @@
 import { parseSearchRequest } from '@medplum/core';
-import type { Observation } from '@medplum/fhirtypes';
+import type { Observation, Resource } from '@medplum/fhirtypes';
 import { MemoryRepository } from '@medplum/fhir-router';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { indexDefinitions } from '../../../src/fhir-server/embedded-server.js';
@@ -70,5 +70,76 @@ describe('IndexedMemoryRepository', () => {
     const stored = await repo.createResource(observation('E6'));
     expect(await ids(repo, 'Observation?status=final')).toEqual([stored.id]);
     expect(await ids(repo, 'Observation?identifier=urn:lab|E6&status=final')).toEqual([stored.id]);
+  });
+
+  it('narrows by subject, patient and beneficiary and answers exactly as the base scan: same resources, order, total and pages', async () => {
+    // A seeded mix of references (relative, absolute, versioned, bare id, contained, identifier,
+    // display only), token cases, updates and deletes, written to both repositories alike.
+    let seed = 7;
+    // mulberry32
+    const random = (n: number): number => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+    };
+    const pick = <T>(items: readonly T[]): T => items[random(items.length)] as T;
+    const references: fhir4.Reference[] = [
+      { reference: 'Patient/p1' },
+      { reference: 'Patient/p2' },
+      { reference: 'Patient/p1/_history/2' },
+      { reference: 'http://example.org/fhir/Patient/p1' },
+      { reference: 'Group/g1' },
+      { reference: '#contained' },
+      { identifier: { system: 'urn:ins', value: 'P1' } },
+      { display: 'no reference' },
+    ];
+    const indexed = new IndexedMemoryRepository();
+    const base = new MemoryRepository();
+    const make = (n: number): Resource => {
+      const kind = random(4);
+      const reference = pick(references);
+      const identifier = [{ system: pick(['urn:lab', 'URN:LAB', undefined]), value: pick(['a1', 'A1', 'b2']) }];
+      if (kind === 0) return { resourceType: 'Observation', id: `o${n}`, status: pick(['final', 'amended']), code: { coding: [{ system: 'http://loinc.org', code: pick(['1558-6', '39156-5']) }] }, subject: reference, identifier, meta: { tag: [{ system: 'urn:hash', code: pick(['h1', 'H1']) }] } } as Resource;
+      if (kind === 1) return { resourceType: 'Condition', id: `c${n}`, subject: reference, identifier } as Resource;
+      if (kind === 2) return { resourceType: 'Coverage', id: `v${n}`, status: 'active', beneficiary: reference, payor: [{ reference: 'Organization/o' }], identifier } as Resource;
+      return { resourceType: 'EpisodeOfCare', id: `e${n}`, status: pick(['active', 'finished']), patient: reference } as Resource;
+    };
+    for (let n = 0; n < 300; n++) {
+      const resource = make(random(120));
+      for (const repo of [indexed, base]) await repo.createResource(structuredClone(resource) as Resource);
+      if (random(10) === 0) {
+        const gone = make(random(120));
+        for (const repo of [indexed, base]) await repo.deleteResource(gone.resourceType, gone.id as string).catch(() => undefined);
+      }
+    }
+    const queries = [
+      'Observation?subject=Patient/p1',
+      'Observation?subject=Patient/p1,Patient/p2',
+      'Observation?patient=Patient/p1',
+      'Observation?subject=p1',
+      'Observation?subject=http://example.org/fhir/Patient/p1',
+      'Observation?subject=Patient/p1/_history/2',
+      'Observation?subject=identifier:urn:ins|P1',
+      'Observation?subject=Patient/p1&code=http://loinc.org|1558-6,http://loinc.org|39156-5&_count=2',
+      'Observation?subject=Patient/p2&status=final&_offset=1&_count=3',
+      'Observation?identifier=urn:lab|a1',
+      'Observation?identifier=URN:LAB|A1',
+      'Observation?identifier=|a1',
+      'Observation?identifier=A1',
+      'Observation?identifier=urn:lab|',
+      'Observation?_tag=urn:hash|h1&subject=Patient/p1',
+      'Condition?subject=Patient/p1&_count=100',
+      'Condition?patient=Patient/p2',
+      'Coverage?beneficiary=Patient/p1&_include=Coverage:payor',
+      'Coverage?patient=Patient/p1',
+      'EpisodeOfCare?patient=Patient/p1&status=planned,waitlist,active,onhold&_count=100',
+      'EpisodeOfCare?patient=Patient/p1&_sort=status',
+      'Observation?subject:missing=true',
+    ];
+    for (const query of queries) {
+      const [got, want] = await Promise.all([indexed.search(parseSearchRequest(query)), base.search(parseSearchRequest(query))]);
+      expect({ total: got.total, ids: (got.entry ?? []).map((e) => e.resource?.id) }, query).toEqual({ total: want.total, ids: (want.entry ?? []).map((e) => e.resource?.id) });
+    }
   });
 });
