@@ -12,6 +12,9 @@
  * - references `subject`, `patient` and `beneficiary` (a patient's data): the strings Medplum
  *   compares a reference filter with (the reference, `Type/id` of a resource, an identifier).
  *
+ * References are indexed per type from the first search by one of them (AuditEvents and
+ * Provenances, never searched so, cost no FHIRPath per write).
+ *
  * A search with at least one such filter reads only the resources under its keys (the smallest
  * set), in the base repository's order, and keeps those `matchesSearchRequest` accepts: the
  * answer is the base scan's, sorted and paged as it does. Any other search (no indexed filter,
@@ -62,7 +65,7 @@ function referenceExpression(resourceType: string, code: string): string | undef
   return parameter?.type === 'reference' ? parameter.expression : undefined;
 }
 
-function keysOf(resource: Resource): string[] {
+function keysOf(resource: Resource, references: boolean): string[] {
   const keys: string[] = [];
   const identifiers = (resource as { identifier?: Tokenised | Tokenised[] }).identifier;
   for (const identifier of Array.isArray(identifiers) ? identifiers : identifiers ? [identifiers] : []) {
@@ -71,6 +74,7 @@ function keysOf(resource: Resource): string[] {
   for (const tag of (resource.meta?.tag ?? []) as Tokenised[]) {
     for (const key of tokenKeys(tag.system, tag.code)) keys.push(`_tag\u0000${key}`);
   }
+  if (!references) return keys;
   for (const code of REFERENCE_CODES) {
     const expression = referenceExpression(resource.resourceType, code);
     if (!expression) continue;
@@ -82,6 +86,12 @@ function keysOf(resource: Resource): string[] {
 export class IndexedMemoryRepository extends MemoryRepository {
   /** resourceType → index key → ids. */
   private readonly index = new Map<string, Map<string, Set<string>>>();
+  /**
+   * Types whose references are indexed: those searched by subject, patient or beneficiary at
+   * least once (indexed then, and kept up to date from then on). Types never searched so (the
+   * AuditEvents, Provenances) cost no FHIRPath per write.
+   */
+  private readonly referenceTypes = new Set<string>();
   /** `Type/id` → when it was first stored: the base repository's order (a Map in insertion order). */
   private readonly order = new Map<string, number>();
   private stored = 0;
@@ -95,10 +105,31 @@ export class IndexedMemoryRepository extends MemoryRepository {
     return index;
   }
 
+  private add(resource: WithId<Resource>, references: boolean, only?: 'references'): void {
+    const index = this.indexFor(resource.resourceType);
+    for (const key of keysOf(resource, references)) {
+      if (only === 'references' && !REFERENCE_CODE_SET.has(key.slice(0, key.indexOf('\u0000')))) continue;
+      let ids = index.get(key);
+      if (!ids) {
+        ids = new Set();
+        index.set(key, ids);
+      }
+      ids.add(resource.id);
+    }
+  }
+
+  /** Starts indexing the references of a type: its resources stored so far, then every write. */
+  private async indexReferences(resourceType: string): Promise<void> {
+    if (this.referenceTypes.has(resourceType)) return;
+    this.referenceTypes.add(resourceType);
+    const all = await super.search({ resourceType } as SearchRequest);
+    for (const entry of all.entry ?? []) if (entry.resource) this.add(entry.resource as WithId<Resource>, true, 'references');
+  }
+
   private unindex(resource: Resource | undefined): void {
     if (!resource?.id) return;
     const index = this.indexFor(resource.resourceType);
-    for (const key of keysOf(resource)) {
+    for (const key of keysOf(resource, this.referenceTypes.has(resource.resourceType))) {
       const ids = index.get(key);
       ids?.delete(resource.id);
       if (ids?.size === 0) index.delete(key);
@@ -119,15 +150,7 @@ export class IndexedMemoryRepository extends MemoryRepository {
     const previous = await this.current(resource.resourceType, resource.id);
     const stored = await super.createResource(resource);
     this.unindex(previous);
-    const index = this.indexFor(stored.resourceType);
-    for (const key of keysOf(stored)) {
-      let ids = index.get(key);
-      if (!ids) {
-        ids = new Set();
-        index.set(key, ids);
-      }
-      ids.add(stored.id);
-    }
+    this.add(stored, this.referenceTypes.has(stored.resourceType));
     const address = `${stored.resourceType}/${stored.id}`;
     if (!this.order.has(address)) this.order.set(address, this.stored++);
     return stored;
@@ -157,7 +180,7 @@ export class IndexedMemoryRepository extends MemoryRepository {
         const values = filter.value.split(',').map(tokenFilterKey);
         if (values.some((value) => value === undefined)) continue;
         keys = (values as string[]).map((value) => `${filter.code}\u0000${value}`);
-      } else if (REFERENCE_CODE_SET.has(filter.code) && referenceExpression(request.resourceType, filter.code)) {
+      } else if (REFERENCE_CODE_SET.has(filter.code) && this.referenceTypes.has(request.resourceType) && referenceExpression(request.resourceType, filter.code)) {
         keys = filter.value.split(',').map((value) => `${filter.code}\u0000${value}`);
       }
       if (!keys) continue;
@@ -169,7 +192,11 @@ export class IndexedMemoryRepository extends MemoryRepository {
   }
 
   override async search<T extends Resource>(request: SearchRequest<T>): Promise<Bundle<WithId<T>>> {
-    const candidates = request.sortRules?.length || request.types?.length ? undefined : this.candidates(request);
+    if (request.sortRules?.length || request.types?.length) return super.search(request);
+    if (!this.referenceTypes.has(request.resourceType) && request.filters?.some((filter) => REFERENCE_CODE_SET.has(filter.code) && filter.operator === 'eq')) {
+      await this.indexReferences(request.resourceType);
+    }
+    const candidates = this.candidates(request);
     if (!candidates) return super.search(request);
     const ordered = [...candidates].sort((a, b) => (this.order.get(`${request.resourceType}/${a}`) ?? 0) - (this.order.get(`${request.resourceType}/${b}`) ?? 0));
     const matches: WithId<T>[] = [];

@@ -105,14 +105,6 @@ describe('IndexedMemoryRepository', () => {
       if (kind === 2) return { resourceType: 'Coverage', id: `v${n}`, status: 'active', beneficiary: reference, payor: [{ reference: 'Organization/o' }], identifier } as Resource;
       return { resourceType: 'EpisodeOfCare', id: `e${n}`, status: pick(['active', 'finished']), patient: reference } as Resource;
     };
-    for (let n = 0; n < 300; n++) {
-      const resource = make(random(120));
-      for (const repo of [indexed, base]) await repo.createResource(structuredClone(resource) as Resource);
-      if (random(10) === 0) {
-        const gone = make(random(120));
-        for (const repo of [indexed, base]) await repo.deleteResource(gone.resourceType, gone.id as string).catch(() => undefined);
-      }
-    }
     const queries = [
       'Observation?subject=Patient/p1',
       'Observation?subject=Patient/p1,Patient/p2',
@@ -137,9 +129,21 @@ describe('IndexedMemoryRepository', () => {
       'EpisodeOfCare?patient=Patient/p1&_sort=status',
       'Observation?subject:missing=true',
     ];
-    for (const query of queries) {
-      const [got, want] = await Promise.all([indexed.search(parseSearchRequest(query)), base.search(parseSearchRequest(query))]);
-      expect({ total: got.total, ids: (got.entry ?? []).map((e) => e.resource?.id) }, query).toEqual({ total: want.total, ids: (want.entry ?? []).map((e) => e.resource?.id) });
+    // Two rounds: the second writes (updates moving resources between patients, deletes) after
+    // the first round's searches have started indexing references.
+    for (let round = 0; round < 2; round++) {
+      for (let n = 0; n < 300; n++) {
+        const resource = make(random(120));
+        for (const repo of [indexed, base]) await repo.createResource(structuredClone(resource) as Resource);
+        if (random(10) === 0) {
+          const gone = make(random(120));
+          for (const repo of [indexed, base]) await repo.deleteResource(gone.resourceType, gone.id as string).catch(() => undefined);
+        }
+      }
+      for (const query of queries) {
+        const [got, want] = await Promise.all([indexed.search(parseSearchRequest(query)), base.search(parseSearchRequest(query))]);
+        expect({ total: got.total, ids: (got.entry ?? []).map((e) => e.resource?.id) }, `round ${round}: ${query}`).toEqual({ total: want.total, ids: (want.entry ?? []).map((e) => e.resource?.id) });
+      }
     }
   });
 });
