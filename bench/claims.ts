@@ -17,8 +17,9 @@ import { DateTime } from 'luxon';
 import { CLAIMS_QUEUE, DAILY_BILLING_SCHEDULER } from '../src/queue/claims.js';
 import { DAILY_ADVANCE_SCHEDULER, LIFECYCLE_QUEUE } from '../src/queue/lifecycle.js';
 import { AUDIT_QUEUE } from '../src/queue/audit.js';
-import { redisOptionsFromUrl, type RunningService } from '../src/service.js';
-import { adjacentBaseline, baselineLabel, cpuMsSince, deleteKeys, fmt, newPrefix, percent, redisUrl, sleep, startBenchService, until } from './lib/common.js';
+import { redisOptionsFromUrl } from '../src/service.js';
+import { adjacentBaseline, baselineLabel, deleteKeys, fmt, newPrefix, percent, redisUrl, sleep, until } from './lib/common.js';
+import { startServiceProcess, type ServiceProcess } from './lib/service-process.js';
 import { demoResources, patientResources } from './lib/seed.js';
 import { startOutsideWorld, type OutsideWorld } from './lib/world.js';
 import type { Bench, BenchRow } from './types.js';
@@ -28,7 +29,7 @@ const FNMF = 'fnmf-prediabetes';
 const CHUNK = 1000;
 
 /** The FNMF team (the demo GP's role, an APA teacher) and an insurer; the demo patient 1 enrolled from today. */
-async function enrolTemplate(world: OutsideWorld, service: RunningService, today: string): Promise<{ template: fhir4.Resource[]; episodeId: string }> {
+async function enrolTemplate(world: OutsideWorld, service: ServiceProcess, today: string): Promise<{ template: fhir4.Resource[]; episodeId: string }> {
   const demo = demoResources(today);
   const gpRole = demo.find((r) => r.resourceType === 'PractitionerRole' && (r as fhir4.PractitionerRole).identifier?.[0]?.value === 'GP-VAUGIRARD') as fhir4.PractitionerRole;
   const patient = demo.find((r) => r.resourceType === 'Patient' && (r as fhir4.Patient).identifier?.[0]?.value === 'DEMO-1') as fhir4.Patient;
@@ -90,14 +91,14 @@ export const run: Bench = async ({ quick }) => {
   const today = DateTime.now().setZone('Europe/Paris').toISODate() as string;
   const connection = redisOptionsFromUrl(redisUrl());
   let world: OutsideWorld | undefined;
-  let service: RunningService | undefined;
+  let service: ServiceProcess | undefined;
   const claimsQueue = new Queue(CLAIMS_QUEUE, { connection, prefix });
   const auditQueue = new Queue(AUDIT_QUEUE, { connection, prefix });
   // Not 'delayed': the daily billing scheduler keeps its next run there.
   const idle = async (queue: Queue): Promise<boolean> => Object.values(await queue.getJobCounts('waiting', 'active', 'prioritized')).every((c) => c === 0);
   try {
     world = await startOutsideWorld();
-    service = await startBenchService(prefix, { FHIR_BASE_URL: world.fhirBaseUrl, GATEWAY_BASE_URL: world.gatewayBaseUrl });
+    service = await startServiceProcess(prefix, { FHIR_BASE_URL: world.fhirBaseUrl, GATEWAY_BASE_URL: world.gatewayBaseUrl });
     // The daily sweeps (00:05 and 00:30 Europe/Paris) would run over every copied enrolment if
     // the run crossed those times: not what is measured here.
     const lifecycle = new Queue(LIFECYCLE_QUEUE, { connection, prefix });
@@ -125,7 +126,7 @@ export const run: Bench = async ({ quick }) => {
 
     // Generation of every enrolment's claim, then submission: the adapter's own jobs.
     const started = performance.now();
-    const cpu = process.cpuUsage();
+    const cpu = service.cpuMs() ?? Number.NaN;
     const worldCpu = await world.cpuMs();
     const stamp = Date.now();
     for (let i = 0; i < episodes.length; i += CHUNK) {
@@ -152,7 +153,7 @@ export const run: Bench = async ({ quick }) => {
       250,
     );
     const seconds = (performance.now() - started) / 1000;
-    const cpuMs = cpuMsSince(cpu);
+    const cpuMs = (service.cpuMs() ?? Number.NaN) - cpu;
     const outsideCpuMs = (await world.cpuMs()) - worldCpu;
     await until(() => idle(auditQueue), 300_000, 'the audit queue');
     await sleep(200);

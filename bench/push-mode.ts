@@ -1,13 +1,14 @@
 /**
  * Benchmark 2, push mode end to end: an EHR's `POST /fhir/Observation` to the adapter, the
  * queued evaluation of the patient for every program, and the stored verdict (a
- * GuidanceResponse written on the FHIR server). The real service runs in-process (HTTP API,
- * BullMQ workers at WORKER_CONCURRENCY, audit queue), auth off (development).
+ * GuidanceResponse written on the FHIR server). The real service runs as users run it, the
+ * production build in a process of its own (bench/lib/service-process.ts: HTTP API, BullMQ
+ * workers at WORKER_CONCURRENCY, audit queue; auth off, development); its CPU is read from /proc.
  *
  * Run three times: against the fast FHIR responder (bench/fhir-responder.ts, its own process, so
  * the adapter's cost is what is measured, and it counts the FHIR requests); the same with the
- * service split as it scales out, ROLE=api in this process and ROLE=worker in a second one
- * (bench/lib/worker-process.ts; CPU of both counted), so that the API and the workers use both
+ * service split as it scales out, ROLE=api in one process and ROLE=worker in a second one
+ * (CPU of both counted), so that the API and the workers use both
  * cores; then against the embedded FHIR server (reported separately: its linear-scan searches
  * dominate).
  *
@@ -27,12 +28,11 @@ import { Queue } from 'bullmq';
 import { DateTime } from 'luxon';
 import { loadProgramCatalog } from '../src/programs/load-programs.js';
 import { AUDIT_QUEUE } from '../src/queue/audit.js';
-import { redisOptionsFromUrl, type RunningService } from '../src/service.js';
+import { redisOptionsFromUrl } from '../src/service.js';
 import type { ResponderStats } from './fhir-responder.js';
 import {
   adjacentBaseline,
   baselineLabel,
-  cpuMsSince,
   deleteKeys,
   fmt,
   newPrefix,
@@ -40,14 +40,13 @@ import {
   percentile,
   redisUrl,
   sleep,
-  startBenchService,
   until,
 } from './lib/common.js';
 import type { RawBullmq } from './lib/common.js';
 import { cloneTemplate, demoResources, patientResources, putAll } from './lib/seed.js';
 import { startOutsideWorld, type OutsideWorld } from './lib/world.js';
 import { startEhrProcess } from './lib/ehr-process.js';
-import { startWorkerProcess, type WorkerProcess } from './lib/worker-process.js';
+import { startServiceProcess, type ServiceProcess } from './lib/service-process.js';
 import type { Bench, BenchRow } from './types.js';
 
 const GOAL_RATIO = 0.25;
@@ -63,10 +62,10 @@ interface Sizes {
 
 interface Target {
   label: string;
-  service: RunningService;
+  service: ServiceProcess;
   world?: OutsideWorld;
-  /** The workers' process, when the service runs as ROLE=api here and ROLE=worker there. */
-  workers?: WorkerProcess;
+  /** The workers' process, when the service runs as ROLE=api in one process and ROLE=worker in another. */
+  workers?: ServiceProcess;
   patients: string[];
 }
 
@@ -127,11 +126,10 @@ async function measure(target: Target, prefix: string, programs: string[], sizes
     await target.world?.resetStats();
 
     // Maximum rate.
-    const cpu = process.cpuUsage();
-    const workersCpu = target.workers?.cpuMs();
+    const processes = [target.service, ...(target.workers ? [target.workers] : [])];
+    const cpuBefore = processes.map((process) => process.cpuMs());
     const max = await ehr.closedLoop(sizes.maxSeconds);
-    const workersCpuNow = target.workers?.cpuMs();
-    const cpuMs = cpuMsSince(cpu) + (workersCpu !== undefined && workersCpuNow !== undefined ? workersCpuNow - workersCpu : 0);
+    const cpuMs = processes.reduce((sum, process, index) => sum + ((process.cpuMs() ?? Number.NaN) - (cpuBefore[index] ?? Number.NaN)), 0);
     const evaluations = max.pushes * programs.length;
     const evaluationsPerSecond = evaluations / (max.elapsedMs / 1000);
     await auditDrained(prefix, 120_000);
@@ -212,7 +210,7 @@ function perEvaluation(stats: ResponderStats, pushes: number, evaluations: numbe
 
 const LABELS: Record<TargetKind, string> = {
   responder: 'fast FHIR responder',
-  split: 'fast FHIR responder; ROLE=api here, ROLE=worker in a second process',
+  split: 'fast FHIR responder; ROLE=api and ROLE=worker in two processes',
   embedded: 'embedded FHIR server',
 };
 
@@ -221,18 +219,18 @@ async function runTarget(kind: TargetKind, sizes: Sizes, programs: string[]): Pr
   const copies = Math.ceil(sizes.patients / 4);
   const { shared, patients, patientIds } = population(copies);
   let world: OutsideWorld | undefined;
-  let service: RunningService | undefined;
-  let workers: WorkerProcess | undefined;
+  let service: ServiceProcess | undefined;
+  let workers: ServiceProcess | undefined;
   try {
     if (kind === 'embedded') {
-      service = await startBenchService(prefix, {});
+      service = await startServiceProcess(prefix, {});
       await putAll(service.fhirBaseUrl, [...shared, ...patients]);
     } else {
       world = await startOutsideWorld();
       await world.seed([...shared, ...patients]);
-      service = await startBenchService(prefix, { FHIR_BASE_URL: world.fhirBaseUrl, ...(kind === 'split' ? { ROLE: 'api' } : {}) });
+      service = await startServiceProcess(prefix, { FHIR_BASE_URL: world.fhirBaseUrl, ...(kind === 'split' ? { ROLE: 'api' } : {}) });
       if (kind === 'split') {
-        workers = await startWorkerProcess(prefix, { FHIR_BASE_URL: world.fhirBaseUrl, ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}) });
+        workers = await startServiceProcess(prefix, { ROLE: 'worker', FHIR_BASE_URL: world.fhirBaseUrl, ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}) });
       }
     }
     const label = LABELS[kind];

@@ -1,14 +1,13 @@
 /**
  * What the benchmarks share: the Redis they run against, a queue prefix per run (its keys are
- * removed afterwards), the service started in-process, number formatting, and the raw BullMQ
+ * removed afterwards), number formatting, the load generator's POST, and the raw BullMQ
  * figure the other benchmarks are compared with (measured again right before each one).
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { redisOptionsFromUrl, startService, type RunningService } from '../../src/service.js';
+import { redisOptionsFromUrl } from '../../src/service.js';
 
 export function redisUrl(): string {
   return process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -31,22 +30,6 @@ export async function deleteKeys(prefix: string): Promise<number> {
     redis.disconnect();
   }
   return removed;
-}
-
-export const benchLog = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'error' });
-
-/** The service as `npm start` builds it (auth off: development), on free ports, with `env` on top. */
-export async function startBenchService(prefix: string, env: Record<string, string>): Promise<RunningService> {
-  const config = loadConfig({
-    REDIS_URL: redisUrl(),
-    PORT: '0',
-    EMBEDDED_FHIR_PORT: '0',
-    QUEUE_PREFIX: prefix,
-    LOG_LEVEL: benchLog.level,
-    NODE_ENV: 'development',
-    ...env,
-  });
-  return startService(config, benchLog);
 }
 
 /** The concurrency the service runs evaluations at (WORKER_CONCURRENCY, default from the config schema). */
