@@ -50,7 +50,9 @@ export function procCpuMs(pid: number): number | undefined {
  */
 export async function startServiceProcess(prefix: string, env: Record<string, string>): Promise<ServiceProcess> {
   if (!existsSync(MAIN)) throw new Error(`${path.relative(ROOT, MAIN)} is missing: the benchmarks run the production build (npm run build; npm run bench builds it)`);
-  const child: ChildProcess = spawn(process.execPath, [MAIN], {
+  // BENCH_SERVICE_NODE_ARGS: Node options for the service only (profiling: --cpu-prof; V8 flags to compare).
+  const nodeArgs = process.env.BENCH_SERVICE_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, MAIN], {
     cwd: ROOT,
     env: { ...process.env, REDIS_URL: redisUrl(), QUEUE_PREFIX: prefix, PORT: '0', EMBEDDED_FHIR_PORT: '0', LOG_LEVEL: 'error', NODE_ENV: 'development', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
