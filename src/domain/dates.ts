@@ -140,8 +140,10 @@ function plainDateBounds(text: string): { first: CalendarDate; last: CalendarDat
   const month = unit === 'year' ? 1 : Number(text.slice(5, 7));
   const day = unit === 'day' ? Number(text.slice(8, 10)) : 1;
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
+  // A valid YYYY-MM-DD is already what formatDate would write of it.
+  if (unit === 'day') return { first: text, last: text, unit };
   const first = formatDate(year, month, day);
-  const last = unit === 'day' ? first : unit === 'month' ? formatDate(year, month, daysInMonth(year, month)) : formatDate(year, 12, 31);
+  const last = unit === 'month' ? formatDate(year, month, daysInMonth(year, month)) : formatDate(year, 12, 31);
   return { first, last, unit };
 }
 

@@ -66,7 +66,15 @@ export function findCoding(
   concept: fhir4.CodeableConcept | undefined,
   valueSets: readonly ValueSetData[],
 ): fhir4.Coding | undefined {
-  return concept?.coding?.find((coding) => valueSets.some((valueSet) => valueSetContains(valueSet, coding)));
+  // Plain loops (no callback closures): this runs for every coded resource of every patient.
+  const codings = concept?.coding;
+  if (codings === undefined || codings === null) return undefined;
+  // Not an array (malformed input): the same TypeError as Array.prototype.find would raise.
+  if (!Array.isArray(codings)) return (codings as fhir4.Coding[]).find((coding) => valueSets.some((valueSet) => valueSetContains(valueSet, coding)));
+  for (const coding of codings as fhir4.Coding[]) {
+    for (const valueSet of valueSets) if (valueSetContains(valueSet, coding)) return coding;
+  }
+  return undefined;
 }
 
 /** True when some coding of `concept` is in `valueSet`. */

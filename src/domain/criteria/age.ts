@@ -55,7 +55,8 @@ export const evaluateAge: CriterionEvaluator<'age'> = (criterion, context) => {
   const status = anyOf(outcomes.map((outcome) => outcome.status));
   // The youngest possible age first: both are equal unless the birthDate is partial.
   const youngest = completedYears(bounds.latest, context.asOf);
-  const oldest = completedYears(bounds.earliest, context.asOf);
+  // A full birthDate: one date, one age (completedYears is pure).
+  const oldest = bounds.earliest === bounds.latest ? youngest : completedYears(bounds.earliest, context.asOf);
   const age = youngest === oldest ? `${youngest}` : `${youngest} or ${oldest}`;
   const decisive = status === 'met' ? outcomes.filter((outcome) => outcome.status === 'met').slice(0, 1) : outcomes;
   const result: CriterionResult = {
@@ -75,8 +76,7 @@ function evaluateRule(
   patientReference: string,
   context: EvaluationContext,
 ): RuleOutcome {
-  const threshold = `${rule.exclusive ? 'past' : 'on or past'} the ${ordinal(rule.years)} birthday`;
-  const scope = rule.when ? ` (${rule.when.description ?? describeWhen(rule.when)})` : '';
+  const { threshold, scope } = wordsOf(rule);
   const evidence = [patientReference];
   const missing: MissingData[] = [];
 
@@ -123,6 +123,21 @@ function evaluateRule(
           ? `${threshold}, but the rule${scope} cannot be checked: ${notApplying}`
           : `${threshold}${scope}`;
   return { status, clause, evidence, missing: status === 'unknown' ? missing : [] };
+}
+
+/** A rule's threshold and scope in words: program data, read-only once loaded, so written once per rule. */
+const ruleWords = new WeakMap<AgeRule, { threshold: string; scope: string }>();
+
+function wordsOf(rule: AgeRule): { threshold: string; scope: string } {
+  let words = ruleWords.get(rule);
+  if (words === undefined) {
+    words = {
+      threshold: `${rule.exclusive ? 'past' : 'on or past'} the ${ordinal(rule.years)} birthday`,
+      scope: rule.when ? ` (${rule.when.description ?? describeWhen(rule.when)})` : '',
+    };
+    ruleWords.set(rule, words);
+  }
+  return words;
 }
 
 function describeWhen(when: NonNullable<AgeRule['when']>): string {

@@ -6,13 +6,14 @@
  * recent than the latest BMI Observation is preferred, so a new weighing is never hidden by
  * an older BMI. The comparison is exact unless the criterion gives a `precision`.
  */
-import type { UnitsData } from '../../programs/schema.js';
-import { describeRange, formatDecimal, positionInRange, roundHalfUp, type Decimal } from '../decimal.js';
+import type { UnitsData, ValueSetData } from '../../programs/schema.js';
+import { describeRange, formatDecimal, positionInRange, roundHalfUp, type Decimal, type RangePosition } from '../decimal.js';
+import { judgeQuotient } from '../scaled-quotient.js';
 import { isWithinLookback } from '../dates.js';
 import type { CriterionResult, DataIssue, MissingData } from '../types.js';
 import { convertQuantity, resolveUnitCode } from '../units.js';
 import { enumeratedCodes } from '../value-sets.js';
-import { valueSetById, type CriterionEvaluator, type CriterionOf, type EvaluationContext } from './context.js';
+import { valueSetById, type CriterionEvaluator, type CriterionOf, type EvaluationContext, type SharedProgramData } from './context.js';
 import { describeQuantity, describeSpan, JudgementMemo, latestOf, quantityId, quantityPairId, quantityObservationsIn, type DatedObservation } from './observations.js';
 
 /** The units.json dimensions of the three measures (the schema gives this kind no `dimension`). */
@@ -66,10 +67,27 @@ export const evaluateBodyMassIndex: CriterionEvaluator<'body-mass-index'> = (cri
 
 /** The value set's judgeable measures within the look-back window (`lookback` undefined: any date up to asOf). */
 function measures(context: EvaluationContext, valueSetId: string, lookback: number | undefined): DatedObservation[] {
-  const found = quantityObservationsIn(context, [valueSetById(context.shared, valueSetId)]);
+  const found = quantityObservationsIn(context, valueSetList(context.shared, valueSetId));
   const inWindow: DatedObservation[] = [];
   for (const candidate of found) if (isWithinLookback(candidate.date, context.asOf, lookback)) inWindow.push(candidate);
   return inWindow;
+}
+
+/** `[valueSetById(shared, id)]`, looked up once per shared program data (read-only once loaded). */
+const valueSetLists = new WeakMap<SharedProgramData, Map<string, readonly ValueSetData[]>>();
+
+function valueSetList(shared: SharedProgramData, valueSetId: string): readonly ValueSetData[] {
+  let lists = valueSetLists.get(shared);
+  if (lists === undefined) {
+    lists = new Map();
+    valueSetLists.set(shared, lists);
+  }
+  let list = lists.get(valueSetId);
+  if (list === undefined) {
+    list = [valueSetById(shared, valueSetId)];
+    lists.set(valueSetId, list);
+  }
+  return list;
 }
 
 /** Judgements of an observed BMI, and of a weight and height, per criterion: the same for every patient with those values. */
@@ -125,9 +143,7 @@ function judgeComputed(
     throw new Error(`units.json: dimension "${BMI_DIMENSIONS.bmi}" must accept "${ratioUnit}"`);
   }
   const key = quantityPairId(quantityId(weight.quantity), quantityId(height.quantity));
-  const judged = computedValues.get(criterion, units, key, () =>
-    judge(criterion, mass.value.dividedBy(length.value.pow(2)).times(factor), bmiDimension.canonical, true),
-  );
+  const judged = computedValues.get(criterion, units, key, () => judgeComputedValue(criterion, mass.value, length.value, factor, bmiDimension.canonical));
   return result(
     criterion,
     judged,
@@ -135,6 +151,17 @@ function judgeComputed(
     `${capitalize(LABEL)} ${judged.shown} ${judged.unit} computed from the body weight of ${describeSpan(weight.date)} ` +
       `(${describeQuantity(weight.quantity)}) and the body height of ${describeSpan(height.date)} (${describeQuantity(height.quantity)})`,
   );
+}
+
+/**
+ * `judge` of the BMI `mass / length² × factor`: with scaled integers when the factor is 1 and
+ * the numbers are small decimals (src/domain/scaled-quotient.ts: the same answer as decimal.js,
+ * proved and tested), else with decimal.js.
+ */
+function judgeComputedValue(criterion: Criterion, mass: Decimal, length: Decimal, factor: string, unit: string): Judged {
+  const exact = factor === '1' ? judgeQuotient(mass, length, criterion.precision, COMPUTED_DISPLAY_DECIMALS, criterion.low, criterion.high) : undefined;
+  if (exact === undefined) return judge(criterion, mass.dividedBy(length.pow(2)).times(factor), unit, true);
+  return { status: exact.position === 'within' ? 'met' : 'not-met', shown: exact.shown, unit, tail: tailOf(criterion, exact.position, unit) };
 }
 
 /** A value judged against the criterion's range: what the reason and the result take of it. */
@@ -153,12 +180,12 @@ function judge(criterion: Criterion, exact: Decimal, unit: string, computed: boo
       ? formatDecimal(rounded, criterion.precision)
       : formatDecimal(computed ? roundHalfUp(exact, COMPUTED_DISPLAY_DECIMALS) : exact);
   const position = positionInRange(rounded, criterion.low, criterion.high);
-  return {
-    status: position === 'within' ? 'met' : 'not-met',
-    shown,
-    unit,
-    tail: `, ${position} the required range ${describeRange(criterion.low, criterion.high, unit)}.`,
-  };
+  return { status: position === 'within' ? 'met' : 'not-met', shown, unit, tail: tailOf(criterion, position, unit) };
+}
+
+/** `, {position} the required range {range}.` */
+function tailOf(criterion: Criterion, position: RangePosition, unit: string): string {
+  return `, ${position} the required range ${describeRange(criterion.low, criterion.high, unit)}.`;
 }
 
 function result(criterion: Criterion, judged: Judged, evidence: string[], described: string): CriterionResult {

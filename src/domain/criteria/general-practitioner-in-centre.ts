@@ -61,10 +61,24 @@ export const evaluateGeneralPractitionerInCentre: CriterionEvaluator<'general-pr
   );
 };
 
+/** Names already found, per program (read-only once loaded) and directory centre. */
+const centreNames = new WeakMap<EvaluationContext['program'], Map<string, string>>();
+
 /** The centre's name from program data; the directory names centres by `system|value` of their identifier. */
 function centreName(centre: string, context: EvaluationContext): string {
-  const found = context.program.centres.find(
-    ({ identifier }) => centre === `${identifier.system}|${identifier.value}` || centre === identifier.value,
-  );
-  return found?.name ?? centre;
+  let names = centreNames.get(context.program);
+  if (names === undefined) {
+    names = new Map();
+    centreNames.set(context.program, names);
+  }
+  let name = names.get(centre);
+  if (name === undefined) {
+    const found = context.program.centres.find(
+      ({ identifier }) => centre === `${identifier.system}|${identifier.value}` || centre === identifier.value,
+    );
+    name = found?.name ?? centre;
+    if (names.size >= 1_000) names.clear();
+    names.set(centre, name);
+  }
+  return name;
 }

@@ -17,7 +17,7 @@ import { referenceKey, versionedReference } from '../references.js';
 import type { CriterionResult } from '../types.js';
 import { convertQuantity } from '../units.js';
 import { enumeratedCodes, findCoding } from '../value-sets.js';
-import { valueSetById, type CriterionEvaluator, type CriterionOf, type EvaluationContext } from './context.js';
+import { valueSetById, type CriterionEvaluator, type CriterionOf, type EvaluationContext, type SharedProgramData } from './context.js';
 import { describeQuantity, describeSpan, JudgementMemo, latestOf, quantityId, quantityObservationsIn, type DatedObservation } from './observations.js';
 
 interface Candidate extends DatedObservation {
@@ -31,20 +31,17 @@ export const evaluateLatestObservationInRange: CriterionEvaluator<'latest-observ
   criterion,
   context,
 ) => {
-  const { shared, asOf } = context;
-  const direct = criterion.valueSets.map((id) => valueSetById(shared, id));
-  const qualified = criterion.qualifiedValueSets.map((id) => valueSetById(shared, id));
-  const qualifier =
-    criterion.qualifierValueSet === undefined ? undefined : valueSetById(shared, criterion.qualifierValueSet);
+  const { asOf } = context;
+  const { direct, all, qualifier } = valueSetsOf(criterion, context.shared);
 
-  const candidates: Candidate[] = quantityObservationsIn(context, [...direct, ...qualified])
-    .filter((candidate) => candidate.date.last <= asOf)
-    .map((candidate) => ({
-      ...candidate,
-      qualifiedBy: findCoding(candidate.observation.code, direct)
-        ? []
-        : qualifierEvidence(candidate.observation, qualifier, context),
-    }));
+  const candidates: Candidate[] = [];
+  for (const found of quantityObservationsIn(context, all)) {
+    if (found.date.last > asOf) continue;
+    // `found` is a new object of this call: completed in place rather than copied.
+    const candidate = found as Candidate;
+    candidate.qualifiedBy = findCoding(candidate.observation.code, direct) ? [] : qualifierEvidence(candidate.observation, qualifier, context);
+    candidates.push(candidate);
+  }
   const inWindow = candidates.filter((candidate) => isWithinLookback(candidate.date, asOf, criterion.lookbackMonths));
   const latest = latestOf(inWindow.filter(isQualifying));
   if (latest) return judge(criterion, context, latest);
@@ -80,6 +77,28 @@ export const evaluateLatestObservationInRange: CriterionEvaluator<'latest-observ
     evidence: [],
   };
 };
+
+interface CriterionValueSets {
+  shared: SharedProgramData;
+  direct: ValueSetData[];
+  /** `direct` then the qualified value sets. */
+  all: ValueSetData[];
+  qualifier: ValueSetData | undefined;
+}
+
+/** Program data is read-only once loaded: each criterion's value sets are looked up once (per shared data). */
+const criterionValueSets = new WeakMap<CriterionOf<'latest-observation-in-range'>, CriterionValueSets>();
+
+function valueSetsOf(criterion: CriterionOf<'latest-observation-in-range'>, shared: SharedProgramData): CriterionValueSets {
+  const known = criterionValueSets.get(criterion);
+  if (known !== undefined && known.shared === shared) return known;
+  const direct = criterion.valueSets.map((id) => valueSetById(shared, id));
+  const qualified = criterion.qualifiedValueSets.map((id) => valueSetById(shared, id));
+  const qualifier = criterion.qualifierValueSet === undefined ? undefined : valueSetById(shared, criterion.qualifierValueSet);
+  const sets = { shared, direct, all: [...direct, ...qualified], qualifier };
+  criterionValueSets.set(criterion, sets);
+  return sets;
+}
 
 function judge(
   criterion: CriterionOf<'latest-observation-in-range'>,

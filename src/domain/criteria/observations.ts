@@ -61,7 +61,17 @@ function issuedInstant(observation: fhir4.Observation): number {
 }
 
 export function latestOf<T extends DatedObservation>(observations: readonly T[]): T | undefined {
-  return [...observations].sort(compareNewestFirst)[0];
+  // The first of a stable sort is the first newest one in input order: found by one scan, without
+  // copying and sorting (this runs several times per patient). A comparison that is not a number
+  // (NaN) leaves it to the sort, as before.
+  let latest = observations[0];
+  for (let index = 1; index < observations.length; index += 1) {
+    const candidate = observations[index] as T;
+    const order = compareNewestFirst(candidate, latest as T);
+    if (Number.isNaN(order)) return [...observations].sort(compareNewestFirst)[0];
+    if (order < 0) latest = candidate;
+  }
+  return latest;
 }
 
 /** `6.1 mmol/L` as the Observation gave it (its number as JSON held it, and its unit). */
