@@ -66,8 +66,8 @@ export interface ProposalCandidate {
 export interface PartitionAnswer {
   kind: 'partition';
   partition: number;
-  /** The verdict lines of the partition, each ending with a newline. */
-  output: string;
+  /** The verdict lines of the partition in UTF-8, each ending with a newline (its buffer is transferred). */
+  output: Uint8Array;
   outputLines: number;
   counts: ScreeningCounts;
   /** Error-file lines (evaluation failures, by patient server id and error class only). */

@@ -258,13 +258,13 @@ class BufferedFile {
     return this.size >= this.flushBytes ? this.flush() : undefined;
   }
 
-  /** Several lines at once: `text` holds `count` lines, each ending with a newline. */
-  lines(text: string, count: number): Promise<void> | undefined {
-    if (count === 0) return undefined;
-    this.parts.push(text);
-    this.size += text.length;
+  /** `count` lines already encoded (UTF-8, each ending with a newline), written after what is buffered. */
+  async bytes(data: Uint8Array, count: number): Promise<void> {
+    if (count === 0) return;
+    await this.flush();
     this.count += count;
-    return this.size >= this.flushBytes ? this.flush() : undefined;
+    let written = 0;
+    while (written < data.length) written += (await this.handle.write(data, written, data.length - written)).bytesWritten;
   }
 
   async flush(): Promise<void> {
@@ -420,8 +420,7 @@ export class BulkScreening {
         const next = evaluating.shift();
         if (!next) return;
         const answer = (await next) as PartitionAnswer;
-        const written = output.lines(answer.output, answer.outputLines);
-        if (written) await written;
+        await output.bytes(answer.output, answer.outputLines);
         for (const line of answer.errors) await errors.line(line);
         for (const outcome of Object.keys(counts) as (keyof ScreeningCounts)[]) counts[outcome] += answer.counts[outcome];
         orphans += answer.orphans;
@@ -652,13 +651,14 @@ class TaskWriter {
     const ids = fresh.map((candidate) => enrolmentProposalTaskId(this.program, candidate.patientId));
     const reads = await this.deps.fhir.batch({ resourceType: 'Bundle', type: 'batch', entry: ids.map((id) => ({ request: { method: 'GET', url: `Task/${id}` } })) });
     const statusOf = (index: number): string => reads.entry?.[index]?.response?.status ?? '';
-    const absent = fresh.filter((_, index) => statusOf(index).startsWith('404') || statusOf(index).startsWith('410'));
+    // Each with its Task id (a hash: computed once per candidate).
+    const absent = fresh.flatMap((candidate, index) => (statusOf(index).startsWith('404') || statusOf(index).startsWith('410') ? [{ ...candidate, id: ids[index] as string }] : []));
     const authoredOn = this.now().toISOString();
     // Already there (written by the queued evaluation or an earlier run): remembered, not rewritten.
     const done: string[] = fresh.filter((_, index) => statusOf(index).startsWith('2')).map((c) => c.patientId);
     if (absent.length > 0) {
       const entries = absent.map((candidate) => {
-        const id = enrolmentProposalTaskId(this.program, candidate.patientId);
+        const { id } = candidate;
         const task = enrolmentProposalTask(candidate.verdict, this.program, candidate.patientId, { id, authoredOn, ...(candidate.gp ? { owner: { reference: candidate.gp } } : {}) });
         return { resource: task, request: { method: 'PUT' as const, url: `Task/${id}` } };
       });

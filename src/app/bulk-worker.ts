@@ -17,9 +17,9 @@
 import { closeSync, fstatSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { addToBucket, centresOfPatient, compactVerdictLine, emptyBucket, enrolledIn, recordOf, type PatientBucket } from '../domain/bulk/join.js';
+import { addToBucket, centresOfPatient, compactVerdictTail, emptyBucket, enrolledIn, recordOf, VERDICT_LINE_HEAD, type PatientBucket } from '../domain/bulk/join.js';
 import { emptyCounts, inputIssue } from '../domain/bulk/manifest.js';
-import { PartitionRunWriter, forEachKeyedRecord, runsInInputOrder } from '../domain/bulk/partition-codec.js';
+import { PartitionRunWriter, decodeResource, encodeResource, forEachKeyedRecordSpan, runsInInputOrder } from '../domain/bulk/partition-codec.js';
 import { PATIENT_TYPES, partitionOf, patientIdOf, reduceResource, reductionPlan } from '../domain/bulk/reduce.js';
 import { evaluateEligibility } from '../domain/evaluate.js';
 import type { CalendarDate, CentreDirectory, EligibilityVerdict } from '../domain/types.js';
@@ -99,7 +99,7 @@ function readBlock(block: number, bytes: Uint8Array): BlockAnswer {
     }
     const reduced = reduceResource(resource, plan);
     if (!reduced) continue;
-    (writers[partitionOf(patientId, partitions)] as PartitionRunWriter).addKeyed(block, patientId, JSON.stringify(reduced));
+    (writers[partitionOf(patientId, partitions)] as PartitionRunWriter).addKeyed(block, patientId, encodeResource(reduced));
   }
   return { kind: 'block', block, lines, resources, skipped, problemLines: Int32Array.from(problemLines), problemCodes: Int32Array.from(problemCodes), organizations, roles, bytes };
 }
@@ -135,6 +135,108 @@ function readWhole(file: string, slot: number): Uint8Array | undefined {
   }
 }
 
+const encoder = new TextEncoder();
+const HEAD_BYTES = encoder.encode(VERDICT_LINE_HEAD);
+/** UTF-8 of each verdict tail (few distinct: see compactVerdictTail), by the tail string itself. */
+const tailBytes = new Map<string, Uint8Array>();
+/** Size of the last partition's output: the next one's first guess. */
+let outputGuess = 1024 * 1024;
+
+/**
+ * A partition's verdict lines, written as UTF-8 straight into one buffer that is then
+ * transferred to the main thread (no string per line, nothing copied on the way).
+ */
+class VerdictLines {
+  bytes = new Uint8Array(outputGuess);
+  /** The same memory as a Buffer (`write` encodes in place without a view per line). */
+  private buffer = Buffer.from(this.bytes.buffer, 0, this.bytes.byteLength);
+  used = 0;
+  count = 0;
+
+  add(patientId: string, verdict: EligibilityVerdict): void {
+    const tail = compactVerdictTail(verdict);
+    let encodedTail = tailBytes.get(tail);
+    if (encodedTail === undefined) {
+      encodedTail = encoder.encode(tail);
+      if (tailBytes.size >= 10_000) tailBytes.clear();
+      tailBytes.set(tail, encodedTail);
+    }
+    const reference = JSON.stringify(`Patient/${patientId}`);
+    // UTF-16 code unit → at most 3 UTF-8 bytes; one for the newline.
+    this.reserve(HEAD_BYTES.length + reference.length * 3 + encodedTail.length + 1);
+    this.bytes.set(HEAD_BYTES, this.used);
+    this.used += HEAD_BYTES.length;
+    this.used += this.buffer.write(reference, this.used, 'utf8');
+    this.bytes.set(encodedTail, this.used);
+    this.used += encodedTail.length;
+    this.bytes[this.used] = 0x0a;
+    this.used += 1;
+    this.count += 1;
+  }
+
+  /** The lines written (the buffer is given away: this object is not used after). */
+  take(): Uint8Array {
+    outputGuess = Math.max(64 * 1024, this.used + (this.used >> 3));
+    return this.bytes.subarray(0, this.used);
+  }
+
+  private reserve(bytes: number): void {
+    if (this.used + bytes <= this.bytes.length) return;
+    const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.used + bytes));
+    grown.set(this.bytes.subarray(0, this.used));
+    this.bytes = grown;
+    this.buffer = Buffer.from(grown.buffer, 0, grown.byteLength);
+  }
+}
+
+/**
+ * Where each record of a partition is (run text, start, end of its payload) and the next record
+ * of the same patient (-1: none), in typed arrays reused from partition to partition. For a
+ * patient's first record, `last` holds the patient's last record so far (to append in order).
+ */
+class RecordSpans {
+  text = new Int32Array(16 * 1024);
+  start = new Int32Array(16 * 1024);
+  end = new Int32Array(16 * 1024);
+  next = new Int32Array(16 * 1024);
+  last = new Int32Array(16 * 1024);
+  private count = 0;
+
+  /** Forgets every record (the arrays are kept for the next partition). */
+  clear(): void {
+    this.count = 0;
+  }
+
+  /** Adds a record after `previous` (the patient's last record, or -1); returns its number. */
+  add(text: number, start: number, end: number, previous: number): number {
+    if (this.count === this.text.length) this.grow();
+    const record = this.count;
+    this.count += 1;
+    this.text[record] = text;
+    this.start[record] = start;
+    this.end[record] = end;
+    this.next[record] = -1;
+    this.last[record] = record;
+    if (previous >= 0) this.next[previous] = record;
+    return record;
+  }
+
+  private grow(): void {
+    const grown = (from: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+      const to = new Int32Array(from.length * 2);
+      to.set(from);
+      return to;
+    };
+    this.text = grown(this.text);
+    this.start = grown(this.start);
+    this.end = grown(this.end);
+    this.next = grown(this.next);
+    this.last = grown(this.last);
+  }
+}
+
+const records = new RecordSpans();
+
 interface EvaluationSetup {
   directory: CentreDirectory;
   organizations: ReadonlyMap<string, fhir4.Organization>;
@@ -155,26 +257,37 @@ function evaluatePartition(partition: number, workers: number): PartitionAnswer 
     files.push(bytes);
     rmSync(file, { force: true });
   }
-  // Each patient's records (JSON text, keyed by patient id in the file) in input order, patients
-  // in the order of their first record; a patient's JSON is parsed only when it is evaluated.
-  const recordsOf = new Map<string, string[]>();
-  const group = (patientId: string, json: string): void => {
-    const records = recordsOf.get(patientId);
-    if (records === undefined) recordsOf.set(patientId, [json]);
-    else records.push(json);
+  // Each patient's records (payloads keyed by patient id in the file) in input order, patients in
+  // the order of their first record; a patient's payloads are cut and read only when it is
+  // evaluated. Where the records are is kept in typed arrays, a list per patient: what lives
+  // through the whole partition is the run texts and one key per patient, not a string and an
+  // array per record (their promotion by the young-generation GC cost more than reading them).
+  const texts: string[] = [];
+  records.clear();
+  const firstRecordOf = new Map<string, number>();
+  let text = 0;
+  const group = (patientId: string, start: number, end: number): void => {
+    const first = firstRecordOf.get(patientId);
+    const record = records.add(text, start, end, first === undefined ? -1 : (records.last[first] as number));
+    if (first === undefined) firstRecordOf.set(patientId, record);
+    else records.last[first] = record;
   };
   for (const run of runsInInputOrder(files)) {
-    forEachKeyedRecord(Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength).toString('utf8', run.start, run.end), group);
+    texts.push(Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength).toString('utf8', run.start, run.end));
+    forEachKeyedRecordSpan(texts[text] as string, group);
+    text += 1;
   }
   const counts = emptyCounts();
-  const output: string[] = [];
+  const output = new VerdictLines();
   const errors: string[] = [];
   const candidates: ProposalCandidate[] = [];
   let orphans = 0;
   let patients = 0;
-  for (const [patientId, records] of recordsOf) {
+  for (const [patientId, first] of firstRecordOf) {
     const bucket = emptyBucket();
-    for (const json of records) addToBucket(bucket, JSON.parse(json) as fhir4.Resource);
+    for (let record = first; record >= 0; record = records.next[record] as number) {
+      addToBucket(bucket, decodeResource((texts[records.text[record] as number] as string).slice(records.start[record], records.end[record])));
+    }
     if (!bucket.patient) {
       orphans += 1;
       continue;
@@ -190,13 +303,13 @@ function evaluatePartition(partition: number, workers: number): PartitionAnswer 
       continue;
     }
     counts[verdict.outcome] += 1;
-    output.push(compactVerdictLine(patientId, verdict));
+    output.add(patientId, verdict);
     if (verdict.outcome === 'eligible' && !enrolledIn(bucket, data.program.definition.id, programCodeSystem)) {
       const gp = bucket.patient.generalPractitioner?.[0]?.reference;
       candidates.push({ patientId, verdict, ...(gp ? { gp } : {}) });
     }
   }
-  return { kind: 'partition', partition, output: output.length > 0 ? `${output.join('\n')}\n` : '', outputLines: output.length, counts, errors, orphans, patients, candidates };
+  return { kind: 'partition', partition, output: output.take(), outputLines: output.count, counts, errors, orphans, patients, candidates };
 }
 
 function handle(task: BulkTask): BulkAnswer {
@@ -230,6 +343,6 @@ parentPort?.on('message', (task: BulkTask) => {
     const { name = 'Error', message = '', code } = error as NodeJS.ErrnoException;
     answer = { kind: 'failed', name, message: code ? message : `${name} in a bulk screening worker` };
   }
-  const transfer = answer.kind === 'block' ? [answer.problemLines.buffer, answer.problemCodes.buffer, answer.bytes.buffer] : [];
+  const transfer = answer.kind === 'block' ? [answer.problemLines.buffer, answer.problemCodes.buffer, answer.bytes.buffer] : answer.kind === 'partition' ? [answer.output.buffer] : [];
   parentPort?.postMessage(answer, transfer as ArrayBuffer[]);
 });

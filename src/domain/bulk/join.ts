@@ -173,20 +173,89 @@ export function compactVerdict(patientId: string, verdict: EligibilityVerdict, p
 /** JSON of one criterion's part of a verdict line, by code and status (few distinct: built once each). */
 const criterionJson = new Map<string, string>();
 
+function criterionPart(code: string, status: string): string {
+  const key = `${code}\u0000${status}`;
+  let json = criterionJson.get(key);
+  if (json === undefined) {
+    json = JSON.stringify({ name: 'criterion', part: [{ name: 'code', valueCode: code }, { name: 'status', valueCode: status }] });
+    if (criterionJson.size < 10_000) criterionJson.set(key, json);
+  }
+  return json;
+}
+
+/** The opening of every verdict line, up to the subject's reference (excluded). */
+export const VERDICT_LINE_HEAD = '{"resourceType":"Parameters","parameter":[{"name":"subject","valueReference":{"reference":';
+
+/**
+ * A node of the tails' trie: the tail of the verdicts whose program, asOf, outcome and criteria
+ * (code, status) so far lead here, and the nodes of one more criterion (by code, then status).
+ */
+interface TailNode {
+  tail: string | undefined;
+  next: Map<string, Map<string, TailNode>> | undefined;
+}
+
+/** Per program, then asOf, then outcome: the root of that verdict's criteria trie. */
+const tailRoots = new Map<string, Map<string, Map<string, TailNode>>>();
+let tailNodes = 0;
+const MAX_TAIL_NODES = 10_000;
+
+/**
+ * What follows the subject's reference in a verdict line: `}},` program, asOf, outcome, each
+ * criterion's code and status, `]}`. Verdicts of one screening share few distinct tails (the
+ * criteria and their statuses), each built once and found again by Map lookups of its parts:
+ * no string is built per patient. Bounded (the trie is dropped when it grows past
+ * MAX_TAIL_NODES nodes).
+ */
+export function compactVerdictTail(verdict: EligibilityVerdict): string {
+  if (tailNodes >= MAX_TAIL_NODES) {
+    tailRoots.clear();
+    tailNodes = 0;
+  }
+  let byAsOf = tailRoots.get(verdict.program);
+  if (byAsOf === undefined) {
+    byAsOf = new Map();
+    tailRoots.set(verdict.program, byAsOf);
+  }
+  let byOutcome = byAsOf.get(verdict.asOf);
+  if (byOutcome === undefined) {
+    byOutcome = new Map();
+    byAsOf.set(verdict.asOf, byOutcome);
+  }
+  let node = byOutcome.get(verdict.outcome);
+  if (node === undefined) {
+    node = { tail: undefined, next: undefined };
+    byOutcome.set(verdict.outcome, node);
+    tailNodes += 1;
+  }
+  for (const criterion of verdict.criteria) {
+    node.next ??= new Map();
+    let byStatus = node.next.get(criterion.code);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      node.next.set(criterion.code, byStatus);
+    }
+    let child = byStatus.get(criterion.status);
+    if (child === undefined) {
+      child = { tail: undefined, next: undefined };
+      byStatus.set(criterion.status, child);
+      tailNodes += 1;
+    }
+    node = child;
+  }
+  if (node.tail === undefined) {
+    let tail = `}},{"name":"program","valueString":${JSON.stringify(verdict.program)}},{"name":"asOf","valueDate":${JSON.stringify(verdict.asOf)}},{"name":"outcome","valueCode":${JSON.stringify(verdict.outcome)}}`;
+    for (const criterion of verdict.criteria) tail += `,${criterionPart(criterion.code, criterion.status)}`;
+    node.tail = `${tail}]}`;
+  }
+  return node.tail;
+}
+
 /**
  * `JSON.stringify(compactVerdict(patientId, verdict))`, byte for byte, without building the
- * Parameters first: the bulk output writes one per patient, and the criteria's parts repeat.
+ * Parameters first: `VERDICT_LINE_HEAD`, the subject's reference as a JSON string, then
+ * `compactVerdictTail(verdict)`.
  */
 export function compactVerdictLine(patientId: string, verdict: EligibilityVerdict): string {
-  let line = `{"resourceType":"Parameters","parameter":[{"name":"subject","valueReference":{"reference":${JSON.stringify(`Patient/${patientId}`)}}},{"name":"program","valueString":${JSON.stringify(verdict.program)}},{"name":"asOf","valueDate":${JSON.stringify(verdict.asOf)}},{"name":"outcome","valueCode":${JSON.stringify(verdict.outcome)}}`;
-  for (const criterion of verdict.criteria) {
-    const key = `${criterion.code}\u0000${criterion.status}`;
-    let json = criterionJson.get(key);
-    if (json === undefined) {
-      json = JSON.stringify({ name: 'criterion', part: [{ name: 'code', valueCode: criterion.code }, { name: 'status', valueCode: criterion.status }] });
-      if (criterionJson.size < 10_000) criterionJson.set(key, json);
-    }
-    line += `,${json}`;
-  }
-  return `${line}]}`;
+  return `${VERDICT_LINE_HEAD}${JSON.stringify(`Patient/${patientId}`)}${compactVerdictTail(verdict)}`;
 }

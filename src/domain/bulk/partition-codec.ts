@@ -8,10 +8,10 @@
  *     run    = block:u32le  length:u32le  payload[length]
  *     payload = record ('\n' record)*          (UTF-8 text without newlines)
  *
- * Bulk screening's records are keyed (`addKeyed`, `forEachKeyedRecord`): `key '\t' json`, the
- * patient's id then the reduced resource as compact JSON (JSON.stringify escapes every
- * control character, and a FHIR id has no tab: neither ever holds a tab or a newline). The
- * reader groups records per patient from the key alone, and parses a patient's JSON only
+ * Bulk screening's records are keyed (`addKeyed`, `forEachKeyedRecord`): `key '\t' payload`,
+ * the patient's id then the reduced resource (`encodeResource`: compact JSON, or the values
+ * alone of a common shape; a FHIR id has no tab, and no payload ever holds a newline). The
+ * reader groups records per patient from the key alone, and reads a patient's payloads only
  * when it evaluates that patient: its objects die young instead of living through the whole
  * partition (their copying by the young-generation GC was the costliest part of evaluating).
  *
@@ -84,6 +84,8 @@ const encoder = new TextEncoder();
  */
 export class PartitionRunWriter {
   private readonly bytes: Uint8Array;
+  /** The same memory as a Buffer: `write` encodes a string in place without a view per call. */
+  private readonly buffer: Buffer;
   private readonly view: DataView;
   private used = 0;
   /** Where the open run's header is, and its block; -1: no open run. */
@@ -95,6 +97,7 @@ export class PartitionRunWriter {
     private readonly sink: (bytes: Uint8Array) => void,
   ) {
     this.bytes = new Uint8Array(Math.max(capacity, RUN_HEADER_BYTES + 64));
+    this.buffer = Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     this.view = new DataView(this.bytes.buffer);
   }
 
@@ -157,8 +160,9 @@ export class PartitionRunWriter {
     this.used = 0;
   }
 
+  /** UTF-8 of `record` at `used` (room checked by the caller; lone surrogates as U+FFFD, as TextEncoder writes them). */
   private encode(record: string): number {
-    return encoder.encodeInto(record, this.bytes.subarray(this.used)).written;
+    return this.buffer.write(record, this.used, 'utf8');
   }
 
   private closeRun(): void {
@@ -176,13 +180,303 @@ export class PartitionRunWriter {
  * @throws Error for a record without its tab (a file not written by `addKeyed`).
  */
 export function forEachKeyedRecord(text: string, record: (key: string, json: string) => void): void {
+  forEachKeyedRecordSpan(text, (key, start, end) => record(key, text.slice(start, end)));
+}
+
+/**
+ * Calls `record(key, start, end)` for each keyed record of a run's text, in order: its payload
+ * is `text.slice(start, end)`, left uncut (the caller cuts it when it reads it).
+ * @throws Error for a record without its tab (a file not written by `addKeyed`).
+ */
+export function forEachKeyedRecordSpan(text: string, record: (key: string, start: number, end: number) => void): void {
   let at = 0;
   while (at < text.length) {
     let end = text.indexOf('\n', at);
     if (end < 0) end = text.length;
     const tab = text.indexOf('\t', at);
     if (tab < 0 || tab >= end) throw new Error('a partition record has no key');
-    record(text.slice(at, tab), text.slice(tab + 1, end));
+    record(text.slice(at, tab), tab + 1, end);
     at = end + 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records' payloads: compact positional forms of the commonest reduced resources
+
+/**
+ * The payload of a keyed record: the reduced resource as compact JSON, or, for the commonest
+ * shapes (an Observation with a coded code and a quantity, a Patient with one GP), its values
+ * alone, tab-separated after a tag: reading them back builds the objects directly, without
+ * parsing JSON (the evaluation read every patient's records with JSON.parse, its costliest step
+ * after the rules). `decodeResource(encodeResource(r))` is `JSON.parse(JSON.stringify(r))`:
+ * the same values, keys in the same order; anything that does not fit a form exactly (another
+ * key, another type, a value holding a tab, a newline or a lone surrogate) is written as JSON.
+ * JSON payloads start with `{`, positional ones with their tag.
+ */
+const OBSERVATION_TAG = 'O';
+const PATIENT_TAG = 'P';
+
+/** Observation keys a positional Observation may have, in this order only (each optional). */
+const OBSERVATION_KEYS = ['id', 'status', 'code', 'subject', 'effectiveDateTime', 'issued', 'valueQuantity', 'meta'] as const;
+/** Patient keys a positional Patient may have, in this order only (each optional). */
+const PATIENT_KEYS = ['id', 'meta', 'active', 'gender', 'birthDate', 'deceasedBoolean', 'deceasedDateTime', 'generalPractitioner'] as const;
+
+/**
+ * Characters a positional payload cannot hold: newlines (records are lines) and lone surrogates
+ * (UTF-8 would not keep them). Tested once on the whole payload (a tab separates two values, so
+ * a surrogate pair is never made of two of them); each value is checked for tabs on its own.
+ */
+const UNSAFE_PAYLOAD = /[\n\ud800-\udfff]/u;
+
+const isSafeText = (value: unknown): value is string => typeof value === 'string' && value.indexOf('\t') < 0;
+
+/** Exactly `{ [key]: text }` for each key, in that order, and nothing else. */
+function onlyTexts(value: unknown, keys: readonly string[]): value is Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  let index = 0;
+  for (const key in value) {
+    if (key !== keys[index] || !isSafeText((value as Record<string, unknown>)[key])) return false;
+    index += 1;
+  }
+  return index === keys.length;
+}
+
+/** `{ coding: [{ system, code }] }` exactly: one coding with both texts. */
+function isSimpleCode(value: unknown): value is { coding: [{ system: string; code: string }] } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  let keys = 0;
+  for (const key in value) {
+    if (key !== 'coding') return false;
+    keys += 1;
+  }
+  const coding = (value as { coding?: unknown }).coding;
+  return keys === 1 && Array.isArray(coding) && coding.length === 1 && onlyTexts(coding[0], ['system', 'code']);
+}
+
+/** `{ value, unit, system, code }` exactly: a finite number then three texts. */
+function isSimpleQuantity(value: unknown): value is { value: number; unit: string; system: string; code: string } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const expected = ['value', 'unit', 'system', 'code'];
+  let index = 0;
+  for (const key in value) {
+    if (key !== expected[index]) return false;
+    const field = (value as Record<string, unknown>)[key];
+    if (index === 0 ? !(typeof field === 'number' && Number.isFinite(field)) : !isSafeText(field)) return false;
+    index += 1;
+  }
+  return index === expected.length;
+}
+
+/**
+ * The presence mask and values of `source`'s keys when each is one of `keys`, in their order
+ * (an own key out of order or unknown: undefined). `resourceType` must come first.
+ */
+function fieldsInOrder(source: Record<string, unknown>, keys: readonly string[]): number | undefined {
+  let mask = 0;
+  let next = 0;
+  let first = true;
+  for (const key in source) {
+    if (first) {
+      if (key !== 'resourceType') return undefined;
+      first = false;
+      continue;
+    }
+    const index = keys.indexOf(key, next);
+    if (index < 0) return undefined;
+    mask |= 1 << index;
+    next = index + 1;
+  }
+  return first ? undefined : mask;
+}
+
+function encodeObservation(observation: Record<string, unknown>): string | undefined {
+  const mask = fieldsInOrder(observation, OBSERVATION_KEYS);
+  if (mask === undefined) return undefined;
+  let payload = `${OBSERVATION_TAG}${mask}`;
+  for (let index = 0; index < OBSERVATION_KEYS.length; index += 1) {
+    if ((mask & (1 << index)) === 0) continue;
+    const value = observation[OBSERVATION_KEYS[index] as string];
+    switch (OBSERVATION_KEYS[index]) {
+      case 'code':
+        if (!isSimpleCode(value)) return undefined;
+        payload += `\t${value.coding[0].system}\t${value.coding[0].code}`;
+        break;
+      case 'subject':
+        if (!onlyTexts(value, ['reference'])) return undefined;
+        payload += `\t${value['reference']}`;
+        break;
+      case 'valueQuantity':
+        if (!isSimpleQuantity(value)) return undefined;
+        payload += `\t${value.value}\t${value.unit}\t${value.system}\t${value.code}`;
+        break;
+      case 'meta':
+        if (!onlyTexts(value, ['versionId'])) return undefined;
+        payload += `\t${value['versionId']}`;
+        break;
+      default:
+        if (!isSafeText(value)) return undefined;
+        payload += `\t${value}`;
+    }
+  }
+  return payload;
+}
+
+function encodePatient(patient: Record<string, unknown>): string | undefined {
+  const mask = fieldsInOrder(patient, PATIENT_KEYS);
+  if (mask === undefined) return undefined;
+  let payload = `${PATIENT_TAG}${mask}`;
+  for (let index = 0; index < PATIENT_KEYS.length; index += 1) {
+    if ((mask & (1 << index)) === 0) continue;
+    const value = patient[PATIENT_KEYS[index] as string];
+    switch (PATIENT_KEYS[index]) {
+      case 'meta':
+        if (!onlyTexts(value, ['versionId'])) return undefined;
+        payload += `\t${value['versionId']}`;
+        break;
+      case 'active':
+      case 'deceasedBoolean':
+        if (typeof value !== 'boolean') return undefined;
+        payload += value ? '\t1' : '\t0';
+        break;
+      case 'generalPractitioner':
+        if (!Array.isArray(value) || value.length !== 1 || !onlyTexts(value[0], ['reference'])) return undefined;
+        payload += `\t${(value[0] as { reference: string }).reference}`;
+        break;
+      default:
+        if (!isSafeText(value)) return undefined;
+        payload += `\t${value}`;
+    }
+  }
+  return payload;
+}
+
+/** The payload of a reduced resource (see above): never holds a newline. */
+export function encodeResource(resource: fhir4.Resource): string {
+  const source = resource as unknown as Record<string, unknown>;
+  const positional = resource.resourceType === 'Observation' ? encodeObservation(source) : resource.resourceType === 'Patient' ? encodePatient(source) : undefined;
+  return positional === undefined || UNSAFE_PAYLOAD.test(positional) ? JSON.stringify(resource) : positional;
+}
+
+/**
+ * Values that repeat from record to record (statuses, systems, codes, units, versions,
+ * genders): each field keeps the last few distinct values it read, and a value equal to
+ * one of them is that string again, found without cutting a new one out of the payload (so
+ * that nothing is allocated for it).
+ */
+const RECENT_VALUES = 8;
+
+class RecentValues {
+  readonly values: string[] = [];
+  /** Where the last value found is (tried first). */
+  hit = 0;
+  private next = 0;
+
+  remember(value: string): string {
+    if (this.values.length < RECENT_VALUES) {
+      this.hit = this.values.length;
+      this.values.push(value);
+    } else {
+      this.hit = this.next;
+      this.values[this.next] = value;
+      this.next = (this.next + 1) % RECENT_VALUES;
+    }
+    return value;
+  }
+}
+
+const observationStatus = new RecentValues();
+const observationSystem = new RecentValues();
+const observationCode = new RecentValues();
+const quantityUnit = new RecentValues();
+const quantitySystem = new RecentValues();
+const quantityCode = new RecentValues();
+const versionIds = new RecentValues();
+const genders = new RecentValues();
+
+/** Reads the tab-separated values of a positional payload, one at a time. */
+class Fields {
+  private at: number;
+  constructor(
+    private readonly text: string,
+    from: number,
+  ) {
+    this.at = from;
+  }
+
+  next(): string {
+    const start = this.at;
+    let end = this.text.indexOf('\t', start);
+    if (end < 0) end = this.text.length;
+    this.at = end + 1;
+    return this.text.slice(start, end);
+  }
+
+  /** The next value, as the same string as an equal recent one of `recent` when there is one. */
+  nextOf(recent: RecentValues): string {
+    const { text, at } = this;
+    const { values } = recent;
+    // The value found last time first: a field's values come in runs (one file per type, sorted input).
+    for (let tried = 0, index = recent.hit; tried < values.length; tried += 1, index = index + 1 === values.length ? 0 : index + 1) {
+      const value = values[index] as string;
+      const end = at + value.length;
+      if ((end === text.length || text.charCodeAt(end) === 0x09) && text.startsWith(value, at)) {
+        this.at = end + 1;
+        recent.hit = index;
+        return value;
+      }
+    }
+    return recent.remember(this.next());
+  }
+}
+
+function decodeObservation(payload: string): fhir4.Observation {
+  const tab = payload.indexOf('\t');
+  const mask = Number(payload.slice(1, tab < 0 ? payload.length : tab));
+  const fields = new Fields(payload, tab + 1);
+  const observation: Record<string, unknown> = { resourceType: 'Observation' };
+  if (mask & 1) observation['id'] = fields.next();
+  if (mask & 2) observation['status'] = fields.nextOf(observationStatus);
+  if (mask & 4) {
+    const system = fields.nextOf(observationSystem);
+    observation['code'] = { coding: [{ system, code: fields.nextOf(observationCode) }] };
+  }
+  if (mask & 8) observation['subject'] = { reference: fields.next() };
+  if (mask & 16) observation['effectiveDateTime'] = fields.next();
+  if (mask & 32) observation['issued'] = fields.next();
+  if (mask & 64) {
+    const value = Number(fields.next());
+    const unit = fields.nextOf(quantityUnit);
+    const system = fields.nextOf(quantitySystem);
+    observation['valueQuantity'] = { value, unit, system, code: fields.nextOf(quantityCode) };
+  }
+  if (mask & 128) observation['meta'] = { versionId: fields.nextOf(versionIds) };
+  return observation as unknown as fhir4.Observation;
+}
+
+function decodePatient(payload: string): fhir4.Patient {
+  const tab = payload.indexOf('\t');
+  const mask = Number(payload.slice(1, tab < 0 ? payload.length : tab));
+  const fields = new Fields(payload, tab + 1);
+  const patient: Record<string, unknown> = { resourceType: 'Patient' };
+  if (mask & 1) patient['id'] = fields.next();
+  if (mask & 2) patient['meta'] = { versionId: fields.nextOf(versionIds) };
+  if (mask & 4) patient['active'] = fields.next() === '1';
+  if (mask & 8) patient['gender'] = fields.nextOf(genders);
+  if (mask & 16) patient['birthDate'] = fields.next();
+  if (mask & 32) patient['deceasedBoolean'] = fields.next() === '1';
+  if (mask & 64) patient['deceasedDateTime'] = fields.next();
+  if (mask & 128) patient['generalPractitioner'] = [{ reference: fields.next() }];
+  return patient as unknown as fhir4.Patient;
+}
+
+/** The resource of a payload written by `encodeResource`. */
+export function decodeResource(payload: string): fhir4.Resource {
+  switch (payload.charCodeAt(0)) {
+    case 0x4f: // O
+      return decodeObservation(payload);
+    case 0x50: // P
+      return decodePatient(payload);
+    default:
+      return JSON.parse(payload) as fhir4.Resource;
   }
 }

@@ -76,6 +76,12 @@ export function reductionPlan(program: LoadedProgram, shared: SharedProgramData)
 
 /** The id of the patient a resource belongs to (`Patient/{id}` references only); undefined otherwise. */
 function patientOf(reference: fhir4.Reference | undefined): string | undefined {
+  // The common form, `Patient/{id}` exactly: what referenceKey would find, without its regex.
+  const text = reference?.reference;
+  if (typeof text === 'string' && text.startsWith('Patient/')) {
+    const id = text.slice(8);
+    if (isFhirId(id)) return id;
+  }
   const key = referenceKey(reference);
   return key?.startsWith('Patient/') ? key.slice('Patient/'.length) : undefined;
 }

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ndjsonBlocks, ndjsonLines } from '../../../src/app/bulk-screening.js';
-import { compactVerdict, compactVerdictLine } from '../../../src/domain/bulk/join.js';
+import { VERDICT_LINE_HEAD, compactVerdict, compactVerdictLine, compactVerdictTail } from '../../../src/domain/bulk/join.js';
 import { PartitionRunWriter, RUN_HEADER_BYTES, forEachKeyedRecord, readRuns, runHeader, runsInInputOrder } from '../../../src/domain/bulk/partition-codec.js';
 import { evaluateEligibility } from '../../../src/domain/evaluate.js';
 import type { EligibilityVerdict, PatientRecord } from '../../../src/domain/types.js';
@@ -201,6 +201,20 @@ describe('compactVerdictLine', () => {
   it('is JSON.stringify(compactVerdict(...)) byte for byte, for every program and outcome', () => {
     expect(new Set(verdicts.map((v) => v.verdict.program)).size).toBeGreaterThan(1);
     for (const { id, verdict } of verdicts) expect(compactVerdictLine(id, verdict)).toBe(JSON.stringify(compactVerdict(id, verdict)));
+  });
+
+  it('is the head, the subject reference and the tail, the tail the same for the same program, asOf, outcome and statuses, even once its cache is full', () => {
+    const statuses = ['met', 'not-met', 'unknown'] as const;
+    // 3^9 = 19,683 distinct tails with 9 criteria: more than the cache keeps (it is dropped and rebuilt).
+    for (let round = 0; round < 2; round += 1) {
+      for (let n = 0; n < 3 ** 9; n += 7) {
+        const criteria = Array.from({ length: 9 }, (_, i) => ({ code: `c${i}`, status: statuses[Math.floor(n / 3 ** i) % 3]!, reason: '', evidence: [] }));
+        const verdict: EligibilityVerdict = { program: `p${n % 2}`, asOf: n % 3 === 0 ? '2026-01-01' : '2026-11-01', outcome: 'undetermined', criteria };
+        const line = compactVerdictLine(`id-${n}`, verdict);
+        expect(line).toBe(JSON.stringify(compactVerdict(`id-${n}`, verdict)));
+        expect(line).toBe(`${VERDICT_LINE_HEAD}${JSON.stringify(`Patient/id-${n}`)}${compactVerdictTail(verdict)}`);
+      }
+    }
   });
 
   it('escapes what JSON needs escaped, and a verdict without criteria', () => {
