@@ -20,7 +20,7 @@
  * answer is the base scan's, sorted and paged as it does. Any other search (no indexed filter,
  * a sort, several resource types) goes to the base implementation unchanged.
  */
-import { evalFhirPathTyped, getSearchParameters, matchesSearchRequest, toTypedValue, type SearchRequest, type WithId } from '@medplum/core';
+import { evalFhirPathTyped, getSearchParameters, matchesSearchRequest, notFound, OperationOutcomeError, toTypedValue, type SearchRequest, type WithId } from '@medplum/core';
 import { MemoryRepository } from '@medplum/fhir-router';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 
@@ -83,6 +83,13 @@ function keysOf(resource: Resource, references: boolean): string[] {
   return keys;
 }
 
+/**
+ * The base repository's answer to a read of an absent resource, made once: building an Error (its
+ * stack) for each of them cost the bulk screening's Task existence checks (a batch of GETs,
+ * mostly 404) more than the reads themselves.
+ */
+const NOT_FOUND = new OperationOutcomeError(notFound);
+
 export class IndexedMemoryRepository extends MemoryRepository {
   /** resourceType → index key → ids. */
   private readonly index = new Map<string, Map<string, Set<string>>>();
@@ -136,8 +143,13 @@ export class IndexedMemoryRepository extends MemoryRepository {
     }
   }
 
+  override async readResource<T extends Resource>(resourceType: string, id: string): Promise<T> {
+    if (!this.order.has(`${resourceType}/${id}`)) throw NOT_FOUND;
+    return super.readResource<T>(resourceType, id);
+  }
+
   private async current(resourceType: string, id: string | undefined): Promise<Resource | undefined> {
-    if (!id) return undefined;
+    if (!id || !this.order.has(`${resourceType}/${id}`)) return undefined;
     try {
       return await super.readResource(resourceType, id);
     } catch {

@@ -1,4 +1,4 @@
-import { parseSearchRequest } from '@medplum/core';
+import { OperationOutcomeError, parseSearchRequest } from '@medplum/core';
 import type { Observation, Resource } from '@medplum/fhirtypes';
 import { MemoryRepository } from '@medplum/fhir-router';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,22 @@ describe('IndexedMemoryRepository', () => {
     const second = await repo.conditionalCreate(observation('D5'), parseSearchRequest('Observation?identifier=urn:lab|D5'));
     expect(second.resource.id).toBe(first.resource.id);
     expect(second.outcome.id).not.toBe(first.outcome.id);
+  });
+
+  it('answers a read of an absent or deleted resource as the base does: a not-found OperationOutcomeError', async () => {
+    const indexed = new IndexedMemoryRepository();
+    const base = new MemoryRepository();
+    for (const repo of [indexed, base]) {
+      await repo.createResource({ ...observation('F7'), id: 'gone' });
+      await repo.deleteResource('Observation', 'gone');
+      for (const id of ['gone', 'never']) {
+        const error = await repo.readResource('Observation', id).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(OperationOutcomeError);
+        expect((error as OperationOutcomeError).outcome.issue?.[0]?.code).toBe('not-found');
+      }
+    }
+    const stored = await indexed.createResource({ ...observation('F8'), id: 'kept' });
+    expect((await indexed.readResource('Observation', 'kept')).id).toBe(stored.id);
   });
 
   it('leaves other searches to the base implementation', async () => {
