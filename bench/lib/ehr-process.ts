@@ -9,6 +9,7 @@
  * measured with one clock.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { QueueEvents } from 'bullmq';
 import { evaluationJobId } from '../../src/queue/job-ids.js';
@@ -144,6 +145,10 @@ class Driver {
     }
     const sent = await Promise.all(sends);
     await this.allDone(sent.map((s) => s.key), 600_000);
+    // BENCH_EHR_DUMP: a file that gets each push's send time (epoch ms) and latency, to line up with a GC trace.
+    if (process.env.BENCH_EHR_DUMP) {
+      writeFileSync(process.env.BENCH_EHR_DUMP, sent.map((s) => `${(performance.timeOrigin + s.sent).toFixed(1)}\t${((this.completions.get(s.key) as number) - s.sent).toFixed(1)}`).join('\n') + '\n');
+    }
     const latencies = sent.map((s) => (this.completions.get(s.key) as number) - s.sent).sort((a, b) => a - b);
     return { latencies };
   }

@@ -8,7 +8,7 @@
  * `ROLE=worker` processes (the split run) come from here too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
@@ -64,10 +64,14 @@ export async function startServiceProcess(prefix: string, env: Record<string, st
   });
   let output = '';
   child.stdout?.setEncoding('utf8');
+  // BENCH_SERVICE_STDOUT: a file that gets the service's whole stdout (with --trace-gc, say).
+  const copy = process.env.BENCH_SERVICE_STDOUT ? createWriteStream(process.env.BENCH_SERVICE_STDOUT, { flags: 'a' }) : undefined;
   child.stdout?.on('data', (chunk: string) => {
+    copy?.write(chunk);
     // Start-up lines only: the service logs to stdout at LOG_LEVEL error, i.e. hardly ever.
     if (output.length < 64 * 1024) output += chunk;
   });
+  child.once('exit', () => copy?.end());
   const stop = async (): Promise<void> => {
     if (gone) return;
     child.kill('SIGTERM');
