@@ -66,6 +66,8 @@ export async function startServiceProcess(prefix: string, env: Record<string, st
   child.stdout?.setEncoding('utf8');
   // BENCH_SERVICE_STDOUT: a file that gets the service's whole stdout (with --trace-gc, say).
   const copy = process.env.BENCH_SERVICE_STDOUT ? createWriteStream(process.env.BENCH_SERVICE_STDOUT, { flags: 'a' }) : undefined;
+  // When it was spawned (epoch ms): --trace-gc times count from the process start.
+  copy?.write(`# spawned ${Date.now()}\n`);
   child.stdout?.on('data', (chunk: string) => {
     copy?.write(chunk);
     // Start-up lines only: the service logs to stdout at LOG_LEVEL error, i.e. hardly ever.
