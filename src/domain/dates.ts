@@ -80,7 +80,17 @@ const spanCache = new Map<string, DateSpan | undefined>();
 export function dateSpanOf(value: string | undefined, zone: string): DateSpan | undefined {
   if (value === undefined) return undefined;
   // A plain YYYY-MM-DD (most values) costs less to compute than to look up; its latest instant is memoised apart.
-  if (value.length === 10 && DATE.test(value)) return computeDateSpan(value, zone);
+  if (typeof value === 'string' && value.length === 10) {
+    // Read char by char: what computeDateSpan does for a value DATE matches (trim and plainDateBounds
+    // leave it as is), without testing the regex twice nor slicing.
+    const year = digitsAt(value, 0, 4);
+    const month = digitsAt(value, 5, 2);
+    const day = digitsAt(value, 8, 2);
+    if (year >= 0 && month >= 0 && day >= 0 && value.charCodeAt(4) === 0x2d && value.charCodeAt(7) === 0x2d) {
+      if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+      return { first: value, last: value, latestInstant: endOfInstant(value, 'day', zone) };
+    }
+  } else if (value.length === 10 && DATE.test(value)) return computeDateSpan(value, zone); // not a string (malformed input): as before
   const key = `${zone}\u0000${value}`;
   if (spanCache.has(key)) return spanCache.get(key);
   const span = computeDateSpan(value, zone);
@@ -133,15 +143,23 @@ function computeDateSpan(value: string, zone: string): DateSpan | undefined {
  * other shape (a dateTime). A date-only value is taken as is, in any zone.
  */
 function plainDateBounds(text: string): { first: CalendarDate; last: CalendarDate; unit: 'year' | 'month' | 'day' } | null | undefined {
-  // Each shape has its own length: one regex tested, not three.
-  const unit = text.length === 10 ? (DATE.test(text) ? 'day' : undefined) : text.length === 4 ? (YEAR.test(text) ? 'year' : undefined) : text.length === 7 && YEAR_MONTH.test(text) ? 'month' : undefined;
+  if (text.length === 10) {
+    // YYYY-MM-DD (birth dates, most dates) read char by char: the strings DATE matches.
+    const year = digitsAt(text, 0, 4);
+    const month = digitsAt(text, 5, 2);
+    const day = digitsAt(text, 8, 2);
+    if (year < 0 || month < 0 || day < 0 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d) return undefined;
+    if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
+    // A valid YYYY-MM-DD is already what formatDate would write of it.
+    return { first: text, last: text, unit: 'day' };
+  }
+  // Each other shape has its own length: one regex tested, not two.
+  const unit = text.length === 4 ? (YEAR.test(text) ? 'year' : undefined) : text.length === 7 && YEAR_MONTH.test(text) ? 'month' : undefined;
   if (unit === undefined) return undefined;
   const year = Number(text.slice(0, 4));
   const month = unit === 'year' ? 1 : Number(text.slice(5, 7));
-  const day = unit === 'day' ? Number(text.slice(8, 10)) : 1;
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return null;
-  // A valid YYYY-MM-DD is already what formatDate would write of it.
-  if (unit === 'day') return { first: text, last: text, unit };
+  const day = 1;
+  if (month < 1 || month > 12) return null;
   const first = formatDate(year, month, day);
   const last = unit === 'month' ? formatDate(year, month, daysInMonth(year, month)) : formatDate(year, 12, 31);
   return { first, last, unit };

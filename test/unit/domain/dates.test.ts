@@ -34,6 +34,23 @@ describe('dateSpanOf (local calendar dates in the program zone)', () => {
     expect(dateSpanOf(value, PARIS)).toBeUndefined();
   });
 
+  // Ten characters: the shape read char by char (the fast path of YYYY-MM-DD) and its neighbours.
+  it.each(['2025-00-10', '2025-01-00', '2025-01-32', '2025-04-31', '2023-02-29', '1900-02-29', '2025/01/01', '2025-1-010', '２025-01-01', '2025-01-0a', ' 2025-01-1', '2025-01-1 ', '+2025-01-1'])('%s (ten characters) is not a FHIR date', (value) => {
+    expect(dateSpanOf(value, PARIS)).toBeUndefined();
+  });
+
+  it.each([
+    ['2024-02-29', '2024-02-29'],
+    ['2000-02-29', '2000-02-29'],
+    ['0000-01-01', '0000-01-01'],
+    ['9999-12-31', '9999-12-31'],
+    ['2025-12-31', '2025-12-31'],
+  ])('%s (ten characters) is the day itself, its latest instant the end of the day in the zone', (value, day) => {
+    const span = dateSpanOf(value, PARIS);
+    expect(span).toMatchObject({ first: day, last: day });
+    if (value === '2025-12-31') expect(span?.latestInstant).toBe(Date.parse('2026-01-01T00:00:00+01:00') - 1);
+  });
+
   it('orders instants across offsets', () => {
     const a = dateSpanOf('2025-03-10T08:00:00+01:00', PARIS);
     const b = dateSpanOf('2025-03-10T07:30:00Z', PARIS);
@@ -145,8 +162,18 @@ describe('age', () => {
     ['1980-06-15', '1980-06-15', '1980-06-15'],
     ['1980', '1980-01-01', '1980-12-31'],
     ['1980-02', '1980-02-01', '1980-02-29'],
+    ['1981-02', '1981-02-01', '1981-02-28'],
+    ['1980-12', '1980-12-01', '1980-12-31'],
+    ['2000-02-29', '2000-02-29', '2000-02-29'],
+    [' 1980-06-15 ', '1980-06-15', '1980-06-15'], // trimmed
+    ['1980-06-15T10:00:00+02:00', '1980-06-15', '1980-06-15'], // a dateTime: its date in the zone
   ])('birthDate %s is between %s and %s', (birthDate, earliest, latest) => {
     expect(birthDateBounds(birthDate, PARIS)).toEqual({ earliest, latest });
+  });
+
+  // Ten characters (read char by char) and the other plain shapes, out of range or malformed.
+  it.each(['1900-02-29', '1981-02-29', '1980-00-10', '1980-13-01', '1980-01-00', '1980-04-31', '1980/06/15', '1980-6-150', '1980-06-1x', '１980-06-15', '1980-00', '1980-13', '198x', '', undefined])('birthDate %s has no bounds', (birthDate) => {
+    expect(birthDateBounds(birthDate, PARIS)).toBeUndefined();
   });
 });
 
