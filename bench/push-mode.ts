@@ -9,8 +9,8 @@
  * the adapter's cost is what is measured, and it counts the FHIR requests); the same with the
  * service split as it scales out, ROLE=api in one process and ROLE=worker in a second one
  * (CPU of both counted), so that the API and the workers use both
- * cores; then against the embedded FHIR server (reported separately: its linear-scan searches
- * dominate).
+ * cores; then against the embedded FHIR server (reported separately: an in-memory server for
+ * demos and tests, whose own work dominates).
  *
  * The EHR (the load generator, and the observer of the evaluation queue's completion events)
  * runs in a process of its own (bench/lib/ehr-process.ts): in the adapter's process it took a

@@ -4,7 +4,8 @@
  * remote server (through HttpFhirServer). Its data lives in memory and is lost on exit.
  *
  * Known limits of the in-memory repository (see README): linear-scan search (except the
- * exact identifier/_tag lookups of conditional creates, indexed here), no quantity search,
+ * exact identifier/_tag lookups of conditional creates and a patient's resources by subject,
+ * patient or beneficiary, indexed by IndexedMemoryRepository), every version kept, no quantity search,
  * no paging links, no validation of writes, serialised writes, and transactions applied in
  * order without rollback.
  */
