@@ -294,6 +294,24 @@ export async function startService(config: Config, log: Logger): Promise<Running
       log.info({ concurrency: config.WORKER_CONCURRENCY }, 'workers started');
     }
 
+    /** Serves `app` on `port` (HOST); resolves with its URL. Stopping closes it first: workers then drain (cleanups run in reverse order). */
+    const serve = async (app: http.RequestListener, port: number): Promise<string> => {
+      const server = http.createServer(app);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => resolve());
+      });
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+          }),
+      );
+      const address = server.address() as AddressInfo;
+      return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+    };
+
     let url: string | undefined;
     if (config.ROLE !== 'worker') {
       const app = createApp({
@@ -321,40 +339,13 @@ export async function startService(config: Config, log: Logger): Promise<Running
         reports: new ReportsService(fhir, catalog, directory, measures),
         ...(authenticator ? { authenticator } : {}),
       });
-      const server = http.createServer(app);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.PORT, host, () => resolve());
-      });
-      const address = server.address() as AddressInfo;
-      url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-      // Stop accepting first; workers then drain (cleanups run in reverse order).
-      cleanups.push(
-        () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeIdleConnections();
-          }),
-      );
+      url = await serve(app, config.PORT);
     }
 
     let opsUrl: string | undefined;
     if (config.ROLE === 'worker' && config.METRICS_PORT !== undefined) {
-      const server = http.createServer(createOpsApp({ redis, fhir, metrics }));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(config.METRICS_PORT, host, () => resolve());
-      });
-      const address = server.address() as AddressInfo;
-      opsUrl = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-      cleanups.push(
-        () =>
-          new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            server.closeIdleConnections();
-          }),
-      );
-      log.info({ port: address.port }, 'worker operations endpoints: /healthz, /readyz, /metrics');
+      opsUrl = await serve(createOpsApp({ redis, fhir, metrics }), config.METRICS_PORT);
+      log.info({ url: opsUrl }, 'worker operations endpoints: /healthz, /readyz, /metrics');
     }
 
     return {
