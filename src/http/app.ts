@@ -38,6 +38,7 @@ import type { ScreeningStore } from '../queue/screening-store.js';
 import type { BulkScreening } from '../app/bulk-screening.js';
 import { mountScreeningRoutes } from './screening-routes.js';
 import { mountOpsRoutes } from './ops-routes.js';
+import { sendFhir } from './send-fhir.js';
 import { capabilityStatement } from './capability.js';
 import {
   OperationOutcomeError,
@@ -89,11 +90,6 @@ export interface AppDeps {
 /** The authenticated client of this request, if authentication is on. */
 export const clientOf = (res: Response): ClientIdentity | undefined => res.locals['client'] as ClientIdentity | undefined;
 
-const FHIR_JSON = 'application/fhir+json; charset=utf-8';
-
-function sendFhir(res: Response, status: number, body: fhir4.Resource, headers: Record<string, string> = {}): void {
-  res.status(status).set({ 'Content-Type': FHIR_JSON, ...headers }).send(JSON.stringify(body));
-}
 
 /** Our base URL (see `AppDeps.publicBaseUrl`, kept in `app.locals`): the Host header is never reflected. */
 export function baseUrlOf(req: Request): string {

@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import type { FhirServer } from '../fhir/fhir-server.port.js';
 import type { Metrics } from '../infra/metrics.js';
 import { operationOutcome } from './outcomes.js';
+import { sendFhir } from './send-fhir.js';
 
 export interface OpsDeps {
   redis: Pick<Redis, 'ping'>;
@@ -29,10 +30,7 @@ export function mountOpsRoutes(app: Router, deps: OpsDeps): void {
       res.json({ status: 'ready', redis, fhir });
       return;
     }
-    res
-      .status(503)
-      .set('Content-Type', 'application/fhir+json; charset=utf-8')
-      .send(JSON.stringify(operationOutcome([{ code: 'transient', diagnostics: `Not ready: redis ${redis}, FHIR server ${fhir}` }])));
+    sendFhir(res, 503, operationOutcome([{ code: 'transient', diagnostics: `Not ready: redis ${redis}, FHIR server ${fhir}` }]));
   });
 
   app.get('/metrics', async (_req, res) => {
@@ -46,10 +44,7 @@ export function createOpsApp(deps: OpsDeps): Express {
   app.disable('x-powered-by');
   mountOpsRoutes(app, deps);
   app.use((req, res) => {
-    res
-      .status(404)
-      .set('Content-Type', 'application/fhir+json; charset=utf-8')
-      .send(JSON.stringify(operationOutcome([{ code: 'not-found', diagnostics: `${req.method} ${req.path} is not served by a worker process (ROLE=worker): /healthz, /readyz and /metrics only` }])));
+    sendFhir(res, 404, operationOutcome([{ code: 'not-found', diagnostics: `${req.method} ${req.path} is not served by a worker process (ROLE=worker): /healthz, /readyz and /metrics only` }]));
   });
   return app;
 }

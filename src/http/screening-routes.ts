@@ -26,6 +26,7 @@ import type { ScreenStatus, ScreeningStore } from '../queue/screening-store.js';
 import { assertFhirId } from './input-guards.js';
 import { OperationOutcomeError, allOk, badRequest, notFound, operationOutcome } from './outcomes.js';
 import { asParameters, dateParameter, referenceParameters, stringParameter } from './parameters.js';
+import { sendFhir } from './send-fhir.js';
 
 export interface ScreeningRouteDeps {
   eligibility: EligibilityService;
@@ -40,14 +41,9 @@ export interface ScreeningRouteDeps {
   authenticated: boolean;
 }
 
-const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const SCREEN_JOB_OPTIONS = { attempts: 5, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: { age: 7 * 24 * 3600 } } as const;
 
 const clientOf = (res: Response): ClientIdentity | undefined => res.locals['client'] as ClientIdentity | undefined;
-
-function sendFhir(res: Response, status: number, body: fhir4.Resource, headers: Record<string, string> = {}): void {
-  res.status(status).set({ 'Content-Type': FHIR_JSON, ...headers }).send(JSON.stringify(body));
-}
 
 function screenParameters(status: ScreenStatus): fhir4.Parameters {
   return {
