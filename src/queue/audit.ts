@@ -25,7 +25,7 @@ import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job, ty
 import { createHash } from 'node:crypto';
 import DataLoader from 'dataloader';
 import type { Logger } from 'pino';
-import { oneBatchInFlight } from '../infra/one-batch-in-flight.js';
+import { backPressureLoader } from '../infra/one-batch-in-flight.js';
 import { FhirServerError, isTransientEntryStatus, type FhirServer } from '../fhir/fhir-server.port.js';
 
 export const AUDIT_QUEUE = 'audit';
@@ -230,19 +230,10 @@ export async function startAudit(deps: {
   // The records queued while the previous addBulk was in flight (a push's AuditEvent, the
   // Provenances of concurrent evaluations) go to Redis in one addBulk, as one job: one round
   // trip, one job. A lone record goes at once.
-  const scheduler = oneBatchInFlight();
-  const adds = new DataLoader<AuditResource, true>(
-    (resources) =>
-      scheduler.run(async () => {
-        try {
-          await queue.addBulk(auditJobs(resources));
-          return resources.map(() => true as const);
-        } catch (error) {
-          return resources.map(() => (error instanceof Error ? error : new Error(String(error))));
-        }
-      }),
-    { cache: false, maxBatchSize: AUDIT_BATCH_MAX, batchScheduleFn: (callback) => scheduler.schedule(callback) },
-  );
+  const adds = backPressureLoader<AuditResource, true>(async (resources) => {
+    await queue.addBulk(auditJobs(resources));
+    return resources.map(() => true as const);
+  }, AUDIT_BATCH_MAX);
 
   return {
     queue,

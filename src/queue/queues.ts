@@ -3,8 +3,7 @@
  * server ids, versioned references), never patient data: BullMQ stores it in clear in Redis.
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
-import DataLoader from 'dataloader';
-import { oneBatchInFlight } from '../infra/one-batch-in-flight.js';
+import { backPressureLoader } from '../infra/one-batch-in-flight.js';
 import { evaluationJobId } from './job-ids.js';
 
 export const EVALUATION_QUEUE = 'eligibility';
@@ -151,17 +150,6 @@ export function evaluationEnqueuer(
   queue: Queue<EvaluationJobData, EvaluationJobResult>,
   completedRetentionSeconds: number,
 ): (requests: readonly EvaluationRequest[]) => Promise<string[]> {
-  const scheduler = oneBatchInFlight();
-  const loader = new DataLoader<EvaluationRequest, string>(
-    (requests) =>
-      scheduler.run(async () => {
-        try {
-          return await enqueueEvaluations(queue, requests, completedRetentionSeconds);
-        } catch (error) {
-          return requests.map(() => (error instanceof Error ? error : new Error(String(error))));
-        }
-      }),
-    { cache: false, maxBatchSize: ENQUEUE_BATCH_MAX, batchScheduleFn: (callback) => scheduler.schedule(callback) },
-  );
+  const loader = backPressureLoader<EvaluationRequest, string>((requests) => enqueueEvaluations(queue, requests, completedRetentionSeconds), ENQUEUE_BATCH_MAX);
   return (requests) => Promise.all(requests.filter((request) => request.programIds.length > 0).map((request) => loader.load(request)));
 }
