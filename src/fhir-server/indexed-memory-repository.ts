@@ -65,7 +65,8 @@ function referenceExpression(resourceType: string, code: string): string | undef
   return parameter?.type === 'reference' ? parameter.expression : undefined;
 }
 
-function keysOf(resource: Resource, references: boolean): string[] {
+/** The token keys of a resource (identifier, _tag). */
+function tokenKeysOf(resource: Resource): string[] {
   const keys: string[] = [];
   const identifiers = (resource as { identifier?: Tokenised | Tokenised[] }).identifier;
   for (const identifier of Array.isArray(identifiers) ? identifiers : identifiers ? [identifiers] : []) {
@@ -74,7 +75,12 @@ function keysOf(resource: Resource, references: boolean): string[] {
   for (const tag of (resource.meta?.tag ?? []) as Tokenised[]) {
     for (const key of tokenKeys(tag.system, tag.code)) keys.push(`_tag\u0000${key}`);
   }
-  if (!references) return keys;
+  return keys;
+}
+
+/** The reference keys of a resource (subject, patient, beneficiary): FHIRPath, so only for types searched so. */
+function referenceKeysOf(resource: Resource): string[] {
+  const keys: string[] = [];
   for (const code of REFERENCE_CODES) {
     const expression = referenceExpression(resource.resourceType, code);
     if (!expression) continue;
@@ -112,10 +118,15 @@ export class IndexedMemoryRepository extends MemoryRepository {
     return index;
   }
 
-  private add(resource: WithId<Resource>, references: boolean, only?: 'references'): void {
+  /** Every key of a resource: its tokens, and its references when its type is searched by them. */
+  private keysOf(resource: Resource): string[] {
+    const keys = tokenKeysOf(resource);
+    return this.referenceTypes.has(resource.resourceType) ? keys.concat(referenceKeysOf(resource)) : keys;
+  }
+
+  private add(resource: WithId<Resource>, keys: readonly string[]): void {
     const index = this.indexFor(resource.resourceType);
-    for (const key of keysOf(resource, references)) {
-      if (only === 'references' && !REFERENCE_CODE_SET.has(key.slice(0, key.indexOf('\u0000')))) continue;
+    for (const key of keys) {
       let ids = index.get(key);
       if (!ids) {
         ids = new Set();
@@ -130,13 +141,13 @@ export class IndexedMemoryRepository extends MemoryRepository {
     if (this.referenceTypes.has(resourceType)) return;
     this.referenceTypes.add(resourceType);
     const all = await super.search({ resourceType } as SearchRequest);
-    for (const entry of all.entry ?? []) if (entry.resource) this.add(entry.resource as WithId<Resource>, true, 'references');
+    for (const entry of all.entry ?? []) if (entry.resource) this.add(entry.resource as WithId<Resource>, referenceKeysOf(entry.resource));
   }
 
   private unindex(resource: Resource | undefined): void {
     if (!resource?.id) return;
     const index = this.indexFor(resource.resourceType);
-    for (const key of keysOf(resource, this.referenceTypes.has(resource.resourceType))) {
+    for (const key of this.keysOf(resource)) {
       const ids = index.get(key);
       ids?.delete(resource.id);
       if (ids?.size === 0) index.delete(key);
@@ -162,7 +173,7 @@ export class IndexedMemoryRepository extends MemoryRepository {
     const previous = await this.current(resource.resourceType, resource.id);
     const stored = await super.createResource(resource);
     this.unindex(previous);
-    this.add(stored, this.referenceTypes.has(stored.resourceType));
+    this.add(stored, this.keysOf(stored));
     const address = `${stored.resourceType}/${stored.id}`;
     if (!this.order.has(address)) this.order.set(address, this.stored++);
     return stored;
